@@ -1,0 +1,367 @@
+// Copyright 2026 The Eventide Authors.
+//
+// epoll(7) quirks this file works around or relies on:
+//  - A registration belongs to the open file *description*, keyed by (file,
+//    fd number). close(fd) drops it only if no dup() of the description is
+//    left; otherwise epoll keeps reporting the old fd number. We give the
+//    kernel a token (fd + generation) rather than a bare fd and drop events
+//    whose generation is stale, so such an event is never attributed to a new
+//    fd that reuses the number.
+//  - EPOLLHUP and EPOLLERR are reported even with events = 0, level-triggered.
+//    Interest 0 therefore means "not in the kernel set" (EPOLL_CTL_DEL), or a
+//    hung-up parked fd would make every epoll_wait return at once.
+//  - epoll_ctl(ADD) fails with EPERM for fds that cannot be polled (regular
+//    files, directories). poll(2) reports those as always ready; so do we,
+//    like libev's epoll backend, to keep all backends alike.
+//  - epoll_wait's timeout is in milliseconds; epoll_pwait2 (Linux 5.11) takes
+//    a timespec. We probe for epoll_pwait2 at init (a seccomp filter or an old
+//    kernel gives ENOSYS/EPERM) and fall back to epoll_wait with the timeout
+//    rounded up.
+//  - epoll_wait returns at most maxevents; the rest stay ready
+//    (level-triggered) or queued (edge-triggered) for the next call. The
+//    buffer doubles each time it comes back full.
+//  - The epoll fd is shared with a child after fork(): the child must create
+//    its own (needs_reinit_after_fork), and must not EPOLL_CTL_DEL anything
+//    through the inherited one, which would change the parent's set. The
+//    destructor therefore only closes the fd.
+
+#include "demux/epoll.h"
+
+#include <errno.h>
+#include <sys/epoll.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "demux/internal/backend_util.h"
+
+namespace eventide {
+namespace {
+
+namespace di = demux_internal;
+
+constexpr char kName[] = "epoll";
+
+uint64_t MakeToken(int fd, uint32_t generation) {
+  return (static_cast<uint64_t>(generation) << 32) | static_cast<uint32_t>(fd);
+}
+int TokenFd(uint64_t token) { return static_cast<int>(token & 0xffffffffu); }
+uint32_t TokenGeneration(uint64_t token) {
+  return static_cast<uint32_t>(token >> 32);
+}
+
+uint32_t EpollMaskFor(uint32_t interest) {
+  uint32_t mask = 0;
+  if (interest & kReadable) mask |= EPOLLIN | EPOLLRDHUP;
+  if (interest & kWritable) mask |= EPOLLOUT;
+  if (mask != 0 && (interest & kEdgeTriggered)) mask |= EPOLLET;
+  return mask;
+}
+
+uint32_t EventsFromEpoll(uint32_t e) {
+  uint32_t events = 0;
+  if (e & (EPOLLIN | EPOLLPRI)) events |= kReadable;
+  if (e & EPOLLOUT) events |= kWritable;
+  if (e & EPOLLERR) events |= kError;
+  if (e & (EPOLLHUP | EPOLLRDHUP)) events |= kHangup;
+  return events;
+}
+
+// Calls epoll_pwait2 through syscall(2) so the build does not depend on the C
+// library having the wrapper (glibc 2.35+).
+int EpollPwait2(int epfd, struct epoll_event* events, int maxevents,
+                const struct timespec* timeout) {
+#ifdef SYS_epoll_pwait2
+  return static_cast<int>(
+      syscall(SYS_epoll_pwait2, epfd, events, maxevents, timeout, nullptr, 0));
+#else
+  (void)epfd;
+  (void)events;
+  (void)maxevents;
+  (void)timeout;
+  errno = ENOSYS;
+  return -1;
+#endif
+}
+
+class EpollBackend final : public Backend {
+ public:
+  static absl::StatusOr<std::unique_ptr<Backend>> Create(
+      const BackendOptions& options) {
+    int epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (epfd == -1) {
+      const int err = errno;
+      if (err == ENOSYS) {
+        return absl::UnavailableError("epoll: epoll_create1: not supported");
+      }
+      return di::ErrnoError(err, kName, "epoll_create1");
+    }
+    bool pwait2 = false;
+    if (options.epoll_use_pwait2) {
+      // Zero-timeout probe on the empty set: returns 0 if the syscall exists.
+      struct epoll_event ev;
+      struct timespec zero = {0, 0};
+      pwait2 = EpollPwait2(epfd, &ev, 1, &zero) >= 0;
+    }
+    return std::unique_ptr<Backend>(
+        std::make_unique<EpollBackend>(epfd, pwait2, options));
+  }
+
+  // Takes ownership of `epfd`. Use Create().
+  EpollBackend(int epfd, bool use_pwait2, const BackendOptions& options)
+      : epfd_(epfd),
+        use_pwait2_(use_pwait2),
+        batch_modify_(options.epoll_batch_modify),
+        max_events_(std::max(1, options.epoll_max_events)) {
+    events_.resize(std::clamp(options.epoll_initial_events, 1, max_events_));
+  }
+
+  ~EpollBackend() override { close(epfd_); }
+
+  absl::string_view name() const override { return kName; }
+
+  BackendCapabilities capabilities() const override {
+    BackendCapabilities caps;
+    caps.edge_triggered = true;
+    caps.reports_once = false;
+    caps.max_fd = -1;
+    caps.needs_reinit_after_fork = true;
+    caps.timeout_resolution =
+        use_pwait2_ ? absl::Nanoseconds(1) : absl::Milliseconds(1);
+    caps.scalable = true;
+    caps.reports_error_and_hangup = true;
+    return caps;
+  }
+
+  absl::Status Add(int fd, uint32_t interest) override {
+    if (absl::Status s = di::ValidateInterest(interest, true, kName, "Add", fd);
+        !s.ok()) {
+      return s;
+    }
+    if (fd < 0) return di::ErrnoError(EBADF, kName, "Add", fd);
+    if (Find(fd) != nullptr) return di::AlreadyRegistered(kName, fd);
+    if (static_cast<size_t>(fd) >= slots_.size()) {
+      slots_.resize(std::max<size_t>(fd + 1, slots_.size() * 2));
+    }
+    Slot& slot = slots_[fd];
+    const uint32_t mask = EpollMaskFor(interest);
+    bool in_kernel = false;
+    bool not_pollable = false;
+    if (mask == 0) {
+      // Parked: nothing in the kernel, but the fd must still be valid.
+      if (absl::Status s = di::CheckFdOpen(fd, kName, "Add"); !s.ok()) {
+        return s;
+      }
+    } else {
+      struct epoll_event ev = {};
+      ev.events = mask;
+      ev.data.u64 = MakeToken(fd, slot.generation + 1);
+      if (epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) == 0) {
+        in_kernel = true;
+      } else if (errno == EPERM) {
+        not_pollable = true;  // regular file or directory: always ready
+      } else {
+        return di::ErrnoError(errno, kName, "Add", fd);
+      }
+    }
+    slot.generation++;
+    slot.registered = true;
+    slot.interest = interest;
+    slot.kernel_mask = in_kernel ? mask : 0;
+    slot.not_pollable = not_pollable;
+    slot.edge_pending = true;
+    if (not_pollable) not_pollable_fds_.push_back(fd);
+    return absl::OkStatus();
+  }
+
+  absl::Status Modify(int fd, uint32_t interest) override {
+    if (absl::Status s =
+            di::ValidateInterest(interest, true, kName, "Modify", fd);
+        !s.ok()) {
+      return s;
+    }
+    Slot* slot = Find(fd);
+    if (slot == nullptr) return di::NotRegistered(kName, "Modify", fd);
+    slot->interest = interest;
+    slot->edge_pending = true;
+    if (slot->not_pollable) return absl::OkStatus();
+    const uint32_t mask = EpollMaskFor(interest);
+    if (slot->kernel_mask != 0 && mask != 0 && batch_modify_) {
+      // MOD only: deferred to Wait, where only the net change is applied.
+      if (!slot->dirty) {
+        slot->dirty = true;
+        dirty_fds_.push_back(fd);
+      }
+      return absl::OkStatus();
+    }
+    return Apply(fd, *slot);
+  }
+
+  absl::Status Remove(int fd) override {
+    Slot* slot = Find(fd);
+    if (slot == nullptr) return di::NotRegistered(kName, "Remove", fd);
+    absl::Status status;
+    if (slot->kernel_mask != 0) {
+      struct epoll_event ev = {};  // non-NULL for kernels before 2.6.9
+      // EBADF/ENOENT: the caller closed fd first and the kernel already
+      // forgot it (backend.h); our bookkeeping is dropped all the same.
+      if (epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, &ev) == -1 && errno != EBADF &&
+          errno != ENOENT) {
+        status = di::ErrnoError(errno, kName, "Remove", fd);
+      }
+    }
+    if (slot->not_pollable) {
+      not_pollable_fds_.erase(
+          std::find(not_pollable_fds_.begin(), not_pollable_fds_.end(), fd));
+    }
+    const uint32_t generation = slot->generation;
+    *slot = Slot();
+    slot->generation = generation;  // keeps stale tokens stale
+    return status;
+  }
+
+  absl::Status Wait(absl::Duration timeout,
+                    std::vector<ReadyEvent>* out) override {
+    out->clear();
+    FlushModifications();
+
+    // Always-ready fds are reported without asking the kernel; do not block
+    // when there is one to report.
+    bool have_not_pollable = false;
+    for (int fd : not_pollable_fds_) {
+      const Slot& slot = slots_[fd];
+      if (di::ReadWriteBits(slot.interest) != 0 &&
+          (!(slot.interest & kEdgeTriggered) || slot.edge_pending)) {
+        have_not_pollable = true;
+        break;
+      }
+    }
+    if (have_not_pollable) timeout = absl::ZeroDuration();
+
+    int n;
+    if (use_pwait2_) {
+      struct timespec ts;
+      const bool finite = di::TimeoutTimespec(timeout, &ts);
+      n = EpollPwait2(epfd_, events_.data(), static_cast<int>(events_.size()),
+                      finite ? &ts : nullptr);
+    } else {
+      n = epoll_wait(epfd_, events_.data(), static_cast<int>(events_.size()),
+                     di::TimeoutMillisRoundedUp(timeout));
+    }
+    if (n == -1) {
+      if (errno != EINTR) return di::ErrnoError(errno, kName, "epoll_wait");
+      n = 0;  // a signal: report what we have (maybe nothing) and return
+    }
+
+    for (int i = 0; i < n; ++i) {
+      const uint64_t token = events_[i].data.u64;
+      const int fd = TokenFd(token);
+      const Slot* slot = Find(fd);
+      if (slot == nullptr || slot->generation != TokenGeneration(token)) {
+        continue;  // a dup()ed description closed without Remove
+      }
+      const uint32_t events =
+          di::Normalize(EventsFromEpoll(events_[i].events), slot->interest);
+      if (events != 0) out->push_back(ReadyEvent{fd, events});
+    }
+    if (have_not_pollable) {
+      for (int fd : not_pollable_fds_) {
+        Slot& slot = slots_[fd];
+        const uint32_t rw = di::ReadWriteBits(slot.interest);
+        if (rw == 0) continue;
+        if ((slot.interest & kEdgeTriggered) && !slot.edge_pending) continue;
+        slot.edge_pending = false;
+        out->push_back(ReadyEvent{fd, rw});
+      }
+    }
+    if (static_cast<size_t>(n) == events_.size() &&
+        events_.size() < static_cast<size_t>(max_events_)) {
+      events_.resize(std::min<size_t>(events_.size() * 2, max_events_));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  struct Slot {
+    bool registered = false;
+    bool not_pollable = false;  // EPERM from epoll: always ready
+    bool dirty = false;         // in dirty_fds_ (deferred MOD)
+    bool edge_pending = false;  // not_pollable + edge: report once more
+    uint32_t interest = 0;
+    uint32_t kernel_mask = 0;  // events registered in the kernel; 0 = none
+    uint32_t generation = 0;
+  };
+
+  Slot* Find(int fd) {
+    if (fd < 0 || static_cast<size_t>(fd) >= slots_.size()) return nullptr;
+    Slot& slot = slots_[fd];
+    return slot.registered ? &slot : nullptr;
+  }
+
+  // Brings the kernel registration of `fd` in line with slot.interest.
+  absl::Status Apply(int fd, Slot& slot) {
+    const uint32_t mask = EpollMaskFor(slot.interest);
+    struct epoll_event ev = {};
+    ev.events = mask;
+    ev.data.u64 = MakeToken(fd, slot.generation);
+    int op;
+    if (mask == 0) {
+      if (slot.kernel_mask == 0) return absl::OkStatus();
+      op = EPOLL_CTL_DEL;
+    } else if (slot.kernel_mask == 0) {
+      op = EPOLL_CTL_ADD;
+    } else {
+      // An edge-triggered MOD re-arms even with the same mask (reports a
+      // still-ready fd again), as Modify promises.
+      if (mask == slot.kernel_mask && !(mask & EPOLLET)) {
+        return absl::OkStatus();
+      }
+      op = EPOLL_CTL_MOD;
+    }
+    if (epoll_ctl(epfd_, op, fd, &ev) == -1) {
+      return di::ErrnoError(errno, kName, "Modify", fd);
+    }
+    slot.kernel_mask = mask;
+    return absl::OkStatus();
+  }
+
+  void FlushModifications() {
+    for (int fd : dirty_fds_) {
+      Slot* slot = Find(fd);
+      if (slot == nullptr || !slot->dirty) continue;  // removed meanwhile
+      slot->dirty = false;
+      // Only MODs are deferred (Modify applies ADD/DEL at once). They fail
+      // only if the caller closed fd without Remove (EBADF/ENOENT), a caller
+      // error documented in backend.h: the kernel has already forgotten the
+      // fd, so there is nothing left to change.
+      (void)Apply(fd, *slot);
+    }
+    dirty_fds_.clear();
+  }
+
+  const int epfd_;
+  const bool use_pwait2_;
+  const bool batch_modify_;
+  const int max_events_;
+  std::vector<Slot> slots_;  // indexed by fd
+  std::vector<int> dirty_fds_;
+  std::vector<int> not_pollable_fds_;
+  std::vector<struct epoll_event> events_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Backend>> CreateEpollBackend(
+    const BackendOptions& options) {
+  return EpollBackend::Create(options);
+}
+
+}  // namespace eventide
