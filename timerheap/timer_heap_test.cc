@@ -1,0 +1,529 @@
+#include "timerheap/timer_heap.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace eventide {
+namespace {
+
+// The behaviour must not depend on the layout: every typed test runs on the
+// binary, 4-ary and 8-ary heaps.
+template <int A>
+struct ArityTag {
+  static constexpr int kArity = A;
+};
+using Arities = ::testing::Types<ArityTag<2>, ArityTag<4>, ArityTag<8>>;
+
+template <typename Tag>
+class TimerHeapTest : public ::testing::Test {
+ protected:
+  template <typename Payload>
+  using Heap = TimerHeap<int64_t, Payload, std::less<int64_t>, Tag::kArity>;
+  using IntHeap = Heap<int>;
+};
+TYPED_TEST_SUITE(TimerHeapTest, Arities);
+
+#define EXPECT_VALID(heap)                             \
+  do {                                                 \
+    std::string why;                                   \
+    EXPECT_TRUE((heap).VerifyInvariants(&why)) << why; \
+  } while (0)
+
+TYPED_TEST(TimerHeapTest, StartsEmpty) {
+  typename TestFixture::IntHeap heap;
+  EXPECT_TRUE(heap.empty());
+  EXPECT_EQ(heap.size(), 0u);
+  typename TestFixture::IntHeap::Handle none;
+  EXPECT_FALSE(heap.Contains(none));
+  EXPECT_FALSE(heap.Cancel(none));
+  EXPECT_FALSE(heap.Reschedule(none, 5));
+  EXPECT_EQ(heap.Get(none), nullptr);
+  EXPECT_EQ(heap.KeyOf(none), nullptr);
+  EXPECT_VALID(heap);
+}
+
+TYPED_TEST(TimerHeapTest, PopsInKeyOrder) {
+  typename TestFixture::IntHeap heap;
+  std::mt19937_64 rng(7);
+  std::vector<int64_t> keys;
+  for (int i = 0; i < 1000; ++i) {
+    keys.push_back(static_cast<int64_t>(rng() % 100000));
+    heap.Push(keys.back(), i);
+  }
+  EXPECT_EQ(heap.size(), 1000u);
+  EXPECT_VALID(heap);
+  std::sort(keys.begin(), keys.end());
+  for (int64_t want : keys) {
+    ASSERT_EQ(heap.TopKey(), want);
+    EXPECT_EQ(heap.Pop().first, want);
+  }
+  EXPECT_TRUE(heap.empty());
+}
+
+TYPED_TEST(TimerHeapTest, EqualKeysPopInInsertionOrder) {
+  typename TestFixture::IntHeap heap;
+  // Interleave three keys so ties are spread over the whole heap.
+  for (int i = 0; i < 300; ++i) heap.Push(10 * (i % 3), i);
+  for (int64_t key : {0, 10, 20}) {
+    for (int i = static_cast<int>(key / 10); i < 300; i += 3) {
+      auto [k, payload] = heap.Pop();
+      ASSERT_EQ(k, key);
+      ASSERT_EQ(payload, i);
+    }
+  }
+  EXPECT_TRUE(heap.empty());
+}
+
+TYPED_TEST(TimerHeapTest, RescheduleCountsAsANewInsertionForTies) {
+  typename TestFixture::IntHeap heap;
+  auto a = heap.Push(5, 1);
+  heap.Push(5, 2);
+  heap.Push(5, 3);
+  // Same key, but A now counts as the newest: it goes behind B and C.
+  ASSERT_TRUE(heap.Reschedule(a, 5));
+  EXPECT_EQ(heap.Pop().second, 2);
+  EXPECT_EQ(heap.Pop().second, 3);
+  EXPECT_EQ(heap.Pop().second, 1);
+}
+
+TYPED_TEST(TimerHeapTest, RescheduleMovesBothWays) {
+  typename TestFixture::IntHeap heap;
+  std::vector<typename TestFixture::IntHeap::Handle> h;
+  for (int i = 0; i < 100; ++i) h.push_back(heap.Push(100 + i, i));
+  ASSERT_TRUE(heap.Reschedule(h[50], 1));  // up, to the top
+  EXPECT_EQ(heap.TopPayload(), 50);
+  EXPECT_EQ(heap.TopHandle(), h[50]);
+  EXPECT_EQ(*heap.KeyOf(h[50]), 1);
+  ASSERT_TRUE(heap.Reschedule(h[50], 1000));  // down, to the end
+  ASSERT_TRUE(heap.Reschedule(h[0], 999));
+  EXPECT_EQ(heap.TopPayload(), 1);
+  EXPECT_VALID(heap);
+  // The handles stay valid through both moves.
+  EXPECT_TRUE(heap.Contains(h[50]));
+  EXPECT_EQ(*heap.Get(h[50]), 50);
+  std::vector<int> order;
+  while (!heap.empty()) order.push_back(heap.Pop().second);
+  ASSERT_EQ(order.size(), 100u);
+  EXPECT_EQ(order[97], 99);  // key 199
+  EXPECT_EQ(order[98], 0);   // key 999
+  EXPECT_EQ(order[99], 50);  // key 1000
+}
+
+TYPED_TEST(TimerHeapTest, CancelRemovesOnlyThatElement) {
+  typename TestFixture::IntHeap heap;
+  std::vector<typename TestFixture::IntHeap::Handle> h;
+  for (int i = 0; i < 50; ++i) h.push_back(heap.Push(i, i));
+  for (int i = 0; i < 50; i += 2) ASSERT_TRUE(heap.Cancel(h[i]));
+  EXPECT_EQ(heap.size(), 25u);
+  EXPECT_VALID(heap);
+  for (int i = 0; i < 50; ++i) {
+    EXPECT_EQ(heap.Contains(h[i]), i % 2 == 1) << i;
+    EXPECT_EQ(heap.Get(h[i]) != nullptr, i % 2 == 1) << i;
+  }
+  for (int i = 1; i < 50; i += 2) EXPECT_EQ(heap.Pop().second, i);
+}
+
+TYPED_TEST(TimerHeapTest, StaleHandlesAreRejectedSafely) {
+  typename TestFixture::IntHeap heap;
+  auto a = heap.Push(1, 1);
+  auto b = heap.Push(2, 2);
+  EXPECT_TRUE(heap.Cancel(a));
+  EXPECT_FALSE(heap.Cancel(a));  // already cancelled
+  EXPECT_FALSE(heap.Reschedule(a, 0));
+  EXPECT_EQ(heap.Pop().second, 2);  // b fired
+  EXPECT_FALSE(heap.Contains(b));
+  EXPECT_FALSE(heap.Cancel(b));
+
+  // The slots are reused by new pushes; the old handles must not reach the
+  // new elements.
+  auto c = heap.Push(3, 3);
+  auto d = heap.Push(4, 4);
+  EXPECT_NE(c, a);
+  EXPECT_NE(c, b);
+  EXPECT_NE(d, a);
+  EXPECT_NE(d, b);
+  EXPECT_FALSE(heap.Cancel(a));
+  EXPECT_FALSE(heap.Reschedule(b, -1));
+  EXPECT_EQ(heap.Get(a), nullptr);
+  EXPECT_EQ(heap.KeyOf(b), nullptr);
+  EXPECT_EQ(heap.size(), 2u);
+  EXPECT_EQ(heap.TopPayload(), 3);
+  EXPECT_TRUE(heap.Contains(c));
+  EXPECT_TRUE(heap.Contains(d));
+  EXPECT_VALID(heap);
+}
+
+TYPED_TEST(TimerHeapTest, HandlesFromAnotherHeapAreBoundsChecked) {
+  typename TestFixture::IntHeap big;
+  typename TestFixture::IntHeap small;
+  typename TestFixture::IntHeap::Handle far;
+  for (int i = 0; i < 100; ++i) far = big.Push(i, i);
+  EXPECT_FALSE(small.Contains(far));
+  EXPECT_FALSE(small.Cancel(far));
+  EXPECT_EQ(small.Get(far), nullptr);
+}
+
+TYPED_TEST(TimerHeapTest, TopAccessors) {
+  typename TestFixture::IntHeap heap;
+  heap.Push(30, 3);
+  auto h = heap.Push(10, 1);
+  heap.Push(20, 2);
+  EXPECT_EQ(heap.TopKey(), 10);
+  EXPECT_EQ(heap.TopPayload(), 1);
+  EXPECT_EQ(heap.TopHandle(), h);
+  heap.TopPayload() = 11;  // mutable access
+  EXPECT_EQ(*heap.Get(h), 11);
+  *heap.Get(h) = 12;
+  EXPECT_EQ(heap.Pop(), std::make_pair(int64_t{10}, 12));
+  const auto& const_heap = heap;
+  EXPECT_EQ(const_heap.TopPayload(), 2);
+}
+
+TYPED_TEST(TimerHeapTest, MoveOnlyPayloadAndDestruction) {
+  typename TestFixture::template Heap<std::unique_ptr<int>> heap;
+  auto tracker = std::make_shared<int>(0);
+  // A payload that owns a reference: use_count tells whether it was
+  // destroyed.
+  typename TestFixture::template Heap<std::shared_ptr<int>> shared_heap;
+  auto h1 = shared_heap.Push(1, tracker);
+  shared_heap.Push(2, tracker);
+  auto h3 = shared_heap.Push(3, tracker);
+  EXPECT_EQ(tracker.use_count(), 4);
+  shared_heap.Cancel(h3);
+  EXPECT_EQ(tracker.use_count(), 3);
+  auto popped = shared_heap.Pop();
+  EXPECT_FALSE(shared_heap.Contains(h1));
+  EXPECT_EQ(tracker.use_count(), 3);  // moved out, not copied
+  popped.second.reset();
+  EXPECT_EQ(tracker.use_count(), 2);
+
+  auto h = heap.Push(5, std::make_unique<int>(55));
+  heap.Push(6, std::make_unique<int>(66));
+  EXPECT_EQ(**heap.Get(h), 55);
+  std::unique_ptr<int> p = heap.Pop().second;
+  EXPECT_EQ(*p, 55);
+  EXPECT_EQ(*heap.TopPayload(), 66);
+}
+
+TYPED_TEST(TimerHeapTest, PayloadsDestroyedWithTheHeap) {
+  auto tracker = std::make_shared<int>(0);
+  {
+    typename TestFixture::template Heap<std::shared_ptr<int>> heap;
+    for (int i = 0; i < 10; ++i) heap.Push(i, tracker);
+    EXPECT_EQ(tracker.use_count(), 11);
+  }
+  EXPECT_EQ(tracker.use_count(), 1);
+}
+
+TYPED_TEST(TimerHeapTest, ShiftAllKeepsOrderAndRelativeKeys) {
+  typename TestFixture::IntHeap heap;
+  std::vector<typename TestFixture::IntHeap::Handle> h;
+  for (int i = 0; i < 200; ++i) h.push_back(heap.Push((i * 37) % 101, i));
+  heap.ShiftAll(int64_t{-1000});
+  EXPECT_VALID(heap);
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_EQ(*heap.KeyOf(h[i]), (i * 37) % 101 - 1000);
+  }
+  heap.ShiftAll(int64_t{2000});
+  int64_t last = std::numeric_limits<int64_t>::min();
+  while (!heap.empty()) {
+    const int64_t k = heap.Pop().first;
+    ASSERT_GE(k, last);
+    ASSERT_GE(k, 1000);
+    last = k;
+  }
+}
+
+// A key that saturates at +-kLimit, as MonoTime does at its ends: a shift can
+// merge distinct keys, which a plain O(n) shift would turn into a broken heap
+// order between ties.
+struct Clamped {
+  static constexpr int64_t kLimit = 1000;
+  int64_t v;
+  friend Clamped operator+(Clamped a, int64_t d) {
+    return Clamped{std::max(-kLimit, std::min(kLimit, a.v + d))};
+  }
+  friend bool operator<(Clamped a, Clamped b) { return a.v < b.v; }
+};
+
+TYPED_TEST(TimerHeapTest, ShiftAllRepairsOrderWhenTheShiftSaturates) {
+  TimerHeap<Clamped, int, std::less<Clamped>, TestFixture::IntHeap::kArity>
+      heap;
+  std::mt19937_64 rng(3);
+  // Later pushes get smaller keys, so after saturation every tie between
+  // a parent and its child is out of FIFO order until repaired.
+  for (int i = 0; i < 500; ++i) {
+    heap.Push(Clamped{900 - i + static_cast<int64_t>(rng() % 5)}, i);
+  }
+  heap.ShiftAll(int64_t{700});  // most keys clamp to 1000
+  std::string why;
+  ASSERT_TRUE(heap.VerifyInvariants(&why)) << why;
+  int64_t last_key = -Clamped::kLimit;
+  int last_clamped_payload = -1;
+  while (!heap.empty()) {
+    auto [key, payload] = heap.Pop();
+    ASSERT_GE(key.v, last_key);
+    if (key.v == Clamped::kLimit) {
+      // Ties at the clamp pop in push order.
+      ASSERT_GT(payload, last_clamped_payload);
+      last_clamped_payload = payload;
+    }
+    last_key = key.v;
+  }
+}
+
+TYPED_TEST(TimerHeapTest, CustomCompareMakesAMaxHeap) {
+  TimerHeap<int64_t, int, std::greater<int64_t>, TestFixture::IntHeap::kArity>
+      heap;
+  for (int i = 0; i < 20; ++i) heap.Push(i % 7, i);
+  EXPECT_EQ(heap.TopKey(), 6);
+  EXPECT_EQ(heap.Pop().second, 6);   // first pushed with key 6
+  EXPECT_EQ(heap.Pop().second, 13);  // second
+}
+
+TYPED_TEST(TimerHeapTest, ClearInvalidatesEveryHandle) {
+  auto tracker = std::make_shared<int>(0);
+  typename TestFixture::template Heap<std::shared_ptr<int>> heap;
+  std::vector<typename TestFixture::template Heap<std::shared_ptr<int>>::Handle>
+      h;
+  for (int i = 0; i < 1000; ++i) h.push_back(heap.Push(i, tracker));
+  heap.Clear();
+  EXPECT_TRUE(heap.empty());
+  EXPECT_EQ(tracker.use_count(), 1);
+  // Reuse every slot again: none of the old handles may match.
+  for (int i = 0; i < 1000; ++i) heap.Push(i, tracker);
+  for (const auto& old : h) ASSERT_FALSE(heap.Contains(old));
+  EXPECT_VALID(heap);
+}
+
+TYPED_TEST(TimerHeapTest, MoveKeepsHandlesAndEmptiesTheSource) {
+  typename TestFixture::IntHeap a;
+  auto h = a.Push(5, 50);
+  a.Push(6, 60);
+  typename TestFixture::IntHeap b(std::move(a));
+  EXPECT_TRUE(b.Contains(h));
+  EXPECT_EQ(*b.Get(h), 50);
+  EXPECT_TRUE(a.empty());  // NOLINT(bugprone-use-after-move): documented
+  a.Push(1, 10);           // the moved-from heap is usable
+  EXPECT_EQ(a.TopPayload(), 10);
+  EXPECT_VALID(a);
+
+  typename TestFixture::IntHeap c;
+  c.Push(0, 0);
+  c = std::move(b);
+  EXPECT_EQ(c.size(), 2u);
+  EXPECT_EQ(c.Pop().second, 50);
+  EXPECT_TRUE(b.empty());  // NOLINT(bugprone-use-after-move)
+  EXPECT_VALID(c);
+}
+
+// Memory follows the load: a spike of a million timers, drained, must give
+// the memory back.
+TYPED_TEST(TimerHeapTest, MemoryShrinksAfterASpikeDrainsByPop) {
+  typename TestFixture::IntHeap heap;
+  const size_t idle_bytes = heap.MemoryBytes();
+  std::mt19937_64 rng(11);
+  constexpr int kSpike = 1000000;
+  for (int i = 0; i < kSpike; ++i) {
+    heap.Push(static_cast<int64_t>(rng() % 1000000000), i);
+  }
+  const size_t spike_bytes = heap.MemoryBytes();
+  EXPECT_GE(heap.heap_capacity(), static_cast<size_t>(kSpike));
+  EXPECT_GE(heap.slot_capacity(), static_cast<size_t>(kSpike));
+  while (!heap.empty()) heap.Pop();
+  EXPECT_LE(heap.heap_capacity(), 64u);
+  EXPECT_LE(heap.slot_capacity(), 64u);
+  EXPECT_LE(heap.MemoryBytes(), spike_bytes / 1000);
+  EXPECT_GE(heap.MemoryBytes(), idle_bytes);
+  EXPECT_VALID(heap);
+}
+
+TYPED_TEST(TimerHeapTest, MemoryShrinksAfterASpikeDrainsByCancel) {
+  typename TestFixture::IntHeap heap;
+  // Long-lived timers first: they hold the lowest slots.
+  std::vector<typename TestFixture::IntHeap::Handle> keep;
+  for (int i = 0; i < 10; ++i) keep.push_back(heap.Push(1000000 + i, -i));
+  std::vector<typename TestFixture::IntHeap::Handle> spike;
+  constexpr int kSpike = 200000;
+  for (int i = 0; i < kSpike; ++i) spike.push_back(heap.Push(i, i));
+  std::mt19937_64 rng(5);
+  std::shuffle(spike.begin(), spike.end(), rng);
+  for (size_t i = 0; i < spike.size(); ++i) {
+    ASSERT_TRUE(heap.Cancel(spike[i]));
+    // Shrinking never costs correctness midway.
+    if (i % 20000 == 0) EXPECT_VALID(heap);
+  }
+  EXPECT_EQ(heap.size(), keep.size());
+  EXPECT_LE(heap.heap_capacity(), 64u);
+  EXPECT_LE(heap.slot_capacity(), 64u);
+  // The survivors are intact, the cancelled handles stale.
+  for (size_t i = 0; i < keep.size(); ++i) {
+    ASSERT_TRUE(heap.Contains(keep[i]));
+    EXPECT_EQ(*heap.Get(keep[i]), -static_cast<int>(i));
+  }
+  for (int i = 0; i < 1000; ++i) ASSERT_FALSE(heap.Contains(spike[i]));
+  EXPECT_VALID(heap);
+}
+
+TYPED_TEST(TimerHeapTest, TrimmedSlotsNeverResurrectOldHandles) {
+  typename TestFixture::IntHeap heap;
+  std::vector<typename TestFixture::IntHeap::Handle> old;
+  for (int round = 0; round < 3; ++round) {
+    std::vector<typename TestFixture::IntHeap::Handle> now;
+    for (int i = 0; i < 5000; ++i) now.push_back(heap.Push(i, i));
+    for (const auto& h : old) ASSERT_FALSE(heap.Contains(h));
+    while (!heap.empty()) heap.Pop();  // trims the whole slot table
+    old.insert(old.end(), now.begin(), now.end());
+  }
+  for (const auto& h : old) ASSERT_FALSE(heap.Contains(h));
+}
+
+TYPED_TEST(TimerHeapTest, ReserveSetsAFloorForShrinking) {
+  typename TestFixture::IntHeap heap;
+  heap.Reserve(10000);
+  for (int i = 0; i < 20000; ++i) heap.Push(i, i);
+  while (!heap.empty()) heap.Pop();
+  EXPECT_GE(heap.heap_capacity(), 10000u);
+  EXPECT_GE(heap.slot_capacity(), 10000u);
+  EXPECT_LE(heap.heap_capacity(), 20000u);
+}
+
+TYPED_TEST(TimerHeapTest, ChurnBelowAQuarterDoesNotLoseElements) {
+  // Hovering around the shrink threshold: repeated shrink/grow must keep
+  // every element and handle.
+  typename TestFixture::IntHeap heap;
+  std::vector<typename TestFixture::IntHeap::Handle> h;
+  for (int i = 0; i < 4096; ++i) h.push_back(heap.Push(i, i));
+  for (int i = 0; i < 4000; ++i) heap.Pop();
+  for (int cycle = 0; cycle < 50; ++cycle) {
+    std::vector<typename TestFixture::IntHeap::Handle> extra;
+    for (int i = 0; i < 300; ++i) extra.push_back(heap.Push(10000 + i, -1));
+    for (const auto& e : extra) ASSERT_TRUE(heap.Cancel(e));
+  }
+  EXPECT_EQ(heap.size(), 96u);
+  for (int i = 4000; i < 4096; ++i) ASSERT_TRUE(heap.Contains(h[i]));
+  EXPECT_VALID(heap);
+}
+
+TYPED_TEST(TimerHeapTest, SlotTableDrainsAfterAPinnedSpike) {
+  // A spike leaves a few long-lived timers at random slots, pinning the
+  // slot table; steady churn follows. Once the long-lived timers go, the
+  // table must shrink: churn must have moved to the lowest slots instead of
+  // recycling the high ones.
+  typename TestFixture::IntHeap heap;
+  std::vector<typename TestFixture::IntHeap::Handle> spike;
+  constexpr int kSpike = 100000;
+  for (int i = 0; i < kSpike; ++i) spike.push_back(heap.Push(i, i));
+  std::mt19937_64 rng(17);
+  std::shuffle(spike.begin(), spike.end(), rng);
+  const std::vector<typename TestFixture::IntHeap::Handle> survivors(
+      spike.end() - 10, spike.end());
+  spike.resize(spike.size() - 10);
+  for (const auto& h : spike) ASSERT_TRUE(heap.Cancel(h));
+  // Steady churn: one timer comes, one goes.
+  for (int i = 0; i < kSpike; ++i) {
+    ASSERT_TRUE(heap.Cancel(heap.Push(kSpike + i, -1)));
+  }
+  auto steady = heap.Push(0, 7);
+  for (const auto& h : survivors) ASSERT_TRUE(heap.Cancel(h));
+  for (int i = 0; i < 1000; ++i) {
+    ASSERT_TRUE(heap.Cancel(heap.Push(kSpike + i, -1)));
+  }
+  EXPECT_EQ(heap.size(), 1u);
+  EXPECT_TRUE(heap.Contains(steady));
+  EXPECT_LE(heap.slot_count(), 64u);
+  EXPECT_LE(heap.slot_capacity(), 128u);
+  EXPECT_LE(heap.heap_capacity(), 64u);
+  EXPECT_VALID(heap);
+}
+
+TYPED_TEST(TimerHeapTest, SequenceWrapKeepsFifoOrder) {
+  // The FIFO tie-break uses 32-bit sequence numbers that are renumbered
+  // when they run out; ties pushed on both sides of the wrap, and a
+  // reschedule across it, must keep their order.
+  typename TestFixture::IntHeap heap;
+  for (int i = 0; i < 50; ++i) heap.Push(i % 2 == 0 ? 5 : 9, i);
+  heap.SetNextSequenceForTesting(std::numeric_limits<uint32_t>::max() - 20);
+  std::vector<typename TestFixture::IntHeap::Handle> late;
+  for (int i = 50; i < 100; ++i)
+    late.push_back(heap.Push(i % 2 == 0 ? 5 : 9, i));
+  EXPECT_VALID(heap);
+  // Rescheduled to key 5: now the newest of all the 5s.
+  ASSERT_TRUE(heap.Reschedule(late[1], 5));  // payload 51
+  std::vector<int> fives;
+  std::vector<int> nines;
+  while (!heap.empty()) {
+    auto [key, payload] = heap.Pop();
+    (key == 5 ? fives : nines).push_back(payload);
+  }
+  std::vector<int> want_fives;
+  for (int i = 0; i < 100; i += 2) want_fives.push_back(i);
+  want_fives.push_back(51);
+  std::vector<int> want_nines;
+  for (int i = 1; i < 100; i += 2) {
+    if (i != 51) want_nines.push_back(i);
+  }
+  EXPECT_EQ(fives, want_fives);
+  EXPECT_EQ(nines, want_nines);
+}
+
+// The example of README.md, kept compiling and true.
+TEST(TimerHeapReadmeTest, Example) {
+  eventide::TimerHeap<int64_t, std::string> timers;
+  auto idle = timers.Push(30'000, "idle timeout");
+  timers.Push(5'000, "retransmit");
+  timers.Push(5'000, "flush");
+  EXPECT_TRUE(timers.Reschedule(idle, 60'000));
+  int64_t now = 10'000;
+  std::vector<std::string> fired;
+  while (!timers.empty() && timers.TopKey() <= now) {
+    auto [deadline, what] = timers.Pop();
+    EXPECT_LE(deadline, now);
+    fired.push_back(what);
+  }
+  EXPECT_EQ(fired, (std::vector<std::string>{"retransmit", "flush"}));
+  EXPECT_TRUE(timers.Cancel(idle));
+  EXPECT_FALSE(timers.Cancel(idle));
+  timers.Push(1'000, "x");
+  timers.ShiftAll(int64_t{-3'600'000'000'000});
+  EXPECT_EQ(timers.TopKey(), 1'000 - 3'600'000'000'000);
+}
+
+using TimerHeapDeathTest = ::testing::Test;
+
+TEST(TimerHeapDeathTest, SequenceCannotMoveBack) {
+  TimerHeap<int64_t, int> heap;
+  heap.SetNextSequenceForTesting(100);
+  EXPECT_DEATH(heap.SetNextSequenceForTesting(99), "sequence moved back");
+}
+
+TEST(TimerHeapDeathTest, PopOrTopOnEmptyAborts) {
+  TimerHeap<int64_t, int> heap;
+  EXPECT_DEATH(heap.Pop(), "empty heap");
+  EXPECT_DEATH(heap.TopKey(), "empty heap");
+  EXPECT_DEATH(heap.TopPayload(), "empty heap");
+  EXPECT_DEATH(heap.TopHandle(), "empty heap");
+}
+
+TEST(TimerHeapLayoutTest, HandleIsSmallAndHashable) {
+  using Heap = TimerHeap<int64_t, void*>;
+  static_assert(sizeof(Heap::Handle) == 8, "8-byte handles");
+  static_assert(Heap::kArity == 4, "4-ary by default");
+  Heap heap;
+  Heap::Handle a = heap.Push(1, nullptr);
+  Heap::Handle b = heap.Push(1, nullptr);
+  EXPECT_NE(a, b);
+  EXPECT_EQ(a, a);
+}
+
+}  // namespace
+}  // namespace eventide
