@@ -1,0 +1,702 @@
+#include "loop/event_loop.h"
+
+#include <errno.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "clock/jump_detector.h"
+#include "clock/system_time_source.h"
+#include "loop/signal_source.h"
+
+namespace eventide {
+namespace {
+
+// API misuse that cannot be reported through a Status (a broken invariant):
+// abort with a message rather than corrupt the loop.
+[[noreturn]] void Die(const char* what) {
+  std::fprintf(stderr, "eventide::EventLoop: %s\n", what);
+  std::abort();
+}
+
+SignalSource::Mode ToSourceMode(SignalMode mode) {
+  return mode == SignalMode::kSignalFd ? SignalSource::Mode::kSignalFd
+                                       : SignalSource::Mode::kSelfPipe;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- handles --
+
+WatcherHandle::WatcherHandle(EventLoop* loop, uint32_t slot)
+    : loop_(loop), slot_(slot) {
+  loop_->Attach(slot_, this);
+}
+
+WatcherHandle::WatcherHandle(WatcherHandle&& other) noexcept
+    : loop_(other.loop_), slot_(other.slot_) {
+  other.loop_ = nullptr;
+  if (loop_ != nullptr) loop_->Attach(slot_, this);
+}
+
+WatcherHandle& WatcherHandle::operator=(WatcherHandle&& other) noexcept {
+  if (this != &other) {
+    Release();
+    loop_ = other.loop_;
+    slot_ = other.slot_;
+    other.loop_ = nullptr;
+    if (loop_ != nullptr) loop_->Attach(slot_, this);
+  }
+  return *this;
+}
+
+WatcherHandle::~WatcherHandle() { Release(); }
+
+void WatcherHandle::Release() {
+  if (loop_ == nullptr) return;
+  EventLoop* loop = loop_;
+  loop_ = nullptr;
+  loop->slot(slot_).owner = nullptr;
+  loop->ReleaseSlot(slot_);
+}
+
+int IoWatcher::fd() const { return loop_ ? loop_->slot(slot_).fd : -1; }
+
+bool IoWatcher::active() const {
+  return loop_ != nullptr && loop_->slot(slot_).active;
+}
+
+uint32_t IoWatcher::interest() const {
+  return loop_ ? loop_->slot(slot_).interest : 0;
+}
+
+absl::Status IoWatcher::SetInterest(uint32_t interest) {
+  if (loop_ == nullptr) {
+    return absl::FailedPreconditionError("IoWatcher is not attached to a loop");
+  }
+  EventLoop::Slot& s = loop_->slot(slot_);
+  if (s.active) {
+    absl::Status status = loop_->backend_->Modify(s.fd, interest);
+    if (!status.ok()) return status;
+  }
+  s.interest = interest;
+  ++s.epoch;
+  return absl::OkStatus();
+}
+
+absl::Status IoWatcher::Start() {
+  if (loop_ == nullptr) {
+    return absl::FailedPreconditionError("IoWatcher is not attached to a loop");
+  }
+  return loop_->StartIo(slot_);
+}
+
+void IoWatcher::Stop() {
+  if (loop_ != nullptr) loop_->StopIo(slot_);
+}
+
+bool Timer::pending() const {
+  return loop_ != nullptr && loop_->slot(slot_).timer_armed;
+}
+
+void Timer::Cancel() {
+  if (loop_ != nullptr) loop_->DisarmTimer(slot_);
+}
+
+void Timer::Reschedule(absl::Duration delay) {
+  if (loop_ != nullptr) RescheduleAt(loop_->Now() + delay);
+}
+
+void Timer::RescheduleAt(MonoTime deadline) {
+  if (loop_ != nullptr) loop_->ArmTimer(slot_, deadline);
+}
+
+MonoTime Timer::deadline() const {
+  if (loop_ == nullptr || !loop_->slot(slot_).timer_armed) {
+    return MonoTime::Max();
+  }
+  return *loop_->timers_.KeyOf(loop_->slot(slot_).timer);
+}
+
+int SignalWatcher::signo() const {
+  return loop_ ? loop_->slot(slot_).signo : 0;
+}
+
+// ------------------------------------------------------------ construction --
+
+absl::StatusOr<std::unique_ptr<EventLoop>> EventLoop::Create(
+    LoopOptions options) {
+  absl::StatusOr<BackendSelection> selection = CreateBackend(options.backend);
+  if (!selection.ok()) return selection.status();
+  TimeSource* source = options.time_source != nullptr
+                           ? options.time_source
+                           : &SystemTimeSource::Default();
+  absl::StatusOr<std::unique_ptr<NotifyQueue<Task>>> posted =
+      NotifyQueue<Task>::Create();
+  if (!posted.ok()) return posted.status();
+  absl::Status status = selection->backend->Add((*posted)->fd(), kReadable);
+  if (!status.ok()) return status;
+  std::unique_ptr<EventLoop> loop(
+      new EventLoop(std::move(options), std::move(selection->backend),
+                    std::move(selection->reason), source, std::move(*posted)));
+  return loop;
+}
+
+EventLoop::EventLoop(LoopOptions options, std::unique_ptr<Backend> backend,
+                     std::string backend_reason, TimeSource* source,
+                     std::unique_ptr<NotifyQueue<Task>> posted)
+    : options_(std::move(options)),
+      backend_(std::move(backend)),
+      backend_reason_(std::move(backend_reason)),
+      clock_(source),
+      posted_(std::move(posted)),
+      loop_thread_(std::this_thread::get_id()) {}
+
+EventLoop::~EventLoop() {
+  // Handles that outlive the loop become inert.
+  for (Slot& s : slots_) {
+    if (s.owner != nullptr) {
+      s.owner->loop_ = nullptr;
+      s.owner = nullptr;
+    }
+  }
+  // Callbacks may capture handles of this loop; they were detached above, so
+  // destroying the callbacks (with the slots) touches nothing here.
+  signals_.reset();
+  slots_.clear();
+  // Tasks posted but never run are destroyed with the queue.
+}
+
+// ------------------------------------------------------------------ slots --
+
+uint32_t EventLoop::AllocateSlot(SlotKind kind) {
+  uint32_t index;
+  if (!free_slots_.empty()) {
+    index = free_slots_.back();
+    free_slots_.pop_back();
+  } else {
+    index = static_cast<uint32_t>(slots_.size());
+    slots_.emplace_back();
+  }
+  Slot& s = slots_[index];
+  const uint32_t epoch = s.epoch + 1;
+  s = Slot();
+  s.kind = kind;
+  s.epoch = epoch;
+  return index;
+}
+
+void EventLoop::Attach(uint32_t index, WatcherHandle* owner) {
+  slots_[index].owner = owner;
+}
+
+void EventLoop::ReleaseSlot(uint32_t index) {
+  Slot& s = slots_[index];
+  switch (s.kind) {
+    case SlotKind::kIo:
+      StopIo(index);
+      break;
+    case SlotKind::kTimer:
+      DisarmTimer(index);
+      break;
+    case SlotKind::kSignal:
+      StopSignal(index);
+      break;
+    case SlotKind::kIdle:
+      idle_slots_.erase(
+          std::find(idle_slots_.begin(), idle_slots_.end(), index));
+      break;
+    case SlotKind::kFree:
+      Die("release of a free watcher slot");
+  }
+  ++s.epoch;
+  if (index == running_slot_) {
+    // Its callback is on the stack: destroy it once it has returned.
+    s.release_requested = true;
+    return;
+  }
+  FreeSlot(index);
+}
+
+void EventLoop::FreeSlot(uint32_t index) {
+  Slot& s = slots_[index];
+  // Move the callbacks out first: destroying them may destroy captured
+  // handles, which re-enter ReleaseSlot for other slots.
+  IoCallback io_cb = std::move(s.io_cb);
+  Task task_cb = std::move(s.task_cb);
+  SignalCallback signal_cb = std::move(s.signal_cb);
+  const uint32_t epoch = s.epoch + 1;
+  s = Slot();
+  s.epoch = epoch;
+  free_slots_.push_back(index);
+}
+
+// ----------------------------------------------------------------- timers --
+
+void EventLoop::ArmTimer(uint32_t index, MonoTime deadline) {
+  Slot& s = slots_[index];
+  ++s.epoch;
+  if (s.timer_armed) {
+    timers_.Reschedule(s.timer, deadline);
+  } else {
+    s.timer = timers_.Push(deadline, index);
+    s.timer_armed = true;
+  }
+}
+
+void EventLoop::DisarmTimer(uint32_t index) {
+  Slot& s = slots_[index];
+  ++s.epoch;
+  if (s.timer_armed) {
+    timers_.Cancel(s.timer);
+    s.timer_armed = false;
+  }
+}
+
+Timer EventLoop::AddTimer(absl::Duration delay, Task cb, TimerOptions options) {
+  return AddTimerAt(Now() + delay, std::move(cb), options);
+}
+
+Timer EventLoop::AddTimerAt(MonoTime deadline, Task cb, TimerOptions options) {
+  const uint32_t index = AllocateSlot(SlotKind::kTimer);
+  Slot& s = slots_[index];
+  s.task_cb = std::move(cb);
+  s.priority = options.priority;
+  s.period = options.period;
+  s.persistent = options.period > absl::ZeroDuration();
+  ArmTimer(index, deadline);
+  return Timer(this, index);
+}
+
+void EventLoop::RunAfter(absl::Duration delay, Task cb) {
+  const uint32_t index = AllocateSlot(SlotKind::kTimer);
+  Slot& s = slots_[index];
+  s.task_cb = std::move(cb);
+  s.loop_owned = true;
+  ArmTimer(index, Now() + delay);
+}
+
+// --------------------------------------------------------------------- io --
+
+absl::StatusOr<IoWatcher> EventLoop::WatchIo(int fd, uint32_t interest,
+                                             IoCallback cb, IoOptions options) {
+  if (fd < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("WatchIo: invalid fd ", fd));
+  }
+  if (static_cast<size_t>(fd) < fd_to_slot_.size() && fd_to_slot_[fd] >= 0) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "WatchIo: fd ", fd, " already has a watcher in this loop"));
+  }
+  const uint32_t index = AllocateSlot(SlotKind::kIo);
+  Slot& s = slots_[index];
+  s.fd = fd;
+  s.interest = interest;
+  s.io_cb = std::move(cb);
+  s.persistent = options.persistent;
+  s.priority = options.priority;
+  s.timeout = options.timeout;
+  absl::Status status = StartIo(index);
+  if (!status.ok()) {
+    FreeSlot(index);
+    return status;
+  }
+  return IoWatcher(this, index);
+}
+
+absl::Status EventLoop::StartIo(uint32_t index) {
+  Slot& s = slots_[index];
+  if (s.active) return absl::OkStatus();
+  absl::Status status = backend_->Add(s.fd, s.interest);
+  if (!status.ok()) return status;
+  if (static_cast<size_t>(s.fd) >= fd_to_slot_.size()) {
+    fd_to_slot_.resize(static_cast<size_t>(s.fd) + 1, -1);
+  }
+  fd_to_slot_[s.fd] = static_cast<int32_t>(index);
+  s.active = true;
+  ++active_io_;
+  if (s.timeout != absl::InfiniteDuration()) ArmTimer(index, Now() + s.timeout);
+  return absl::OkStatus();
+}
+
+void EventLoop::StopIo(uint32_t index) {
+  Slot& s = slots_[index];
+  ++s.epoch;
+  if (!s.active) return;
+  // The fd may already be closed by the user (then the kernel dropped it from
+  // epoll by itself); the error is of no use to anyone here.
+  (void)backend_->Remove(s.fd);
+  fd_to_slot_[s.fd] = -1;
+  s.active = false;
+  --active_io_;
+  DisarmTimer(index);
+}
+
+// ---------------------------------------------------------------- signals --
+
+absl::StatusOr<SignalWatcher> EventLoop::WatchSignal(int signo,
+                                                     SignalCallback cb) {
+  if (signals_ == nullptr) {
+    absl::StatusOr<std::unique_ptr<SignalSource>> source =
+        SignalSource::Create(ToSourceMode(options_.signal_mode));
+    if (!source.ok()) return source.status();
+    absl::Status status = backend_->Add((*source)->fd(), kReadable);
+    if (!status.ok()) return status;
+    signals_ = std::move(*source);
+  }
+  absl::Status status = signals_->Add(signo);
+  if (!status.ok()) return status;
+  const uint32_t index = AllocateSlot(SlotKind::kSignal);
+  Slot& s = slots_[index];
+  s.signo = signo;
+  s.signal_cb = std::move(cb);
+  s.active = true;
+  if (static_cast<size_t>(signo) >= signal_to_slot_.size()) {
+    signal_to_slot_.resize(static_cast<size_t>(signo) + 1, -1);
+  }
+  signal_to_slot_[signo] = static_cast<int32_t>(index);
+  ++active_signals_;
+  return SignalWatcher(this, index);
+}
+
+void EventLoop::StopSignal(uint32_t index) {
+  Slot& s = slots_[index];
+  ++s.epoch;
+  if (!s.active) return;
+  signals_->Remove(s.signo);
+  signal_to_slot_[s.signo] = -1;
+  s.active = false;
+  --active_signals_;
+}
+
+// ------------------------------------------------------- idle and deferred --
+
+IdleWatcher EventLoop::AddIdle(Task cb) {
+  const uint32_t index = AllocateSlot(SlotKind::kIdle);
+  slots_[index].task_cb = std::move(cb);
+  slots_[index].active = true;
+  idle_slots_.push_back(index);
+  return IdleWatcher(this, index);
+}
+
+void EventLoop::Defer(Task fn) { deferred_.push_back(std::move(fn)); }
+
+// ----------------------------------------------------------- cross-thread --
+
+bool EventLoop::IsInLoopThread() const {
+  return loop_thread_.load(std::memory_order_relaxed) ==
+         std::this_thread::get_id();
+}
+
+absl::Status EventLoop::Post(Task fn) { return posted_->Push(std::move(fn)); }
+
+absl::Status EventLoop::RunInLoop(Task fn) {
+  if (IsInLoopThread()) {
+    fn();
+    return absl::OkStatus();
+  }
+  return Post(std::move(fn));
+}
+
+void EventLoop::Stop() {
+  stop_requested_.store(true);
+  // Wake a wait in progress; an empty task is skipped when drained.
+  if (!IsInLoopThread()) (void)posted_->Push(Task());
+}
+
+void EventLoop::DrainPosted() {
+  posted_->Drain([this](Task&& task) {
+    if (task) posted_batch_.push_back(std::move(task));
+  });
+}
+
+// ------------------------------------------------------------- the loop --
+
+bool EventLoop::HasActiveWork() const {
+  return active_io_ > 0 || !timers_.empty() || active_signals_ > 0 ||
+         !idle_slots_.empty() || !deferred_.empty() || !posted_batch_.empty();
+}
+
+absl::Duration EventLoop::ComputeTimeout(bool block, MonoTime now) const {
+  if (!block || stop_requested_.load(std::memory_order_relaxed) ||
+      !deferred_.empty() || !idle_slots_.empty() || !posted_batch_.empty()) {
+    return absl::ZeroDuration();
+  }
+  if (!timers_.empty() && timers_.TopKey() != MonoTime::Max()) {
+    const absl::Duration left = timers_.TopKey() - now;
+    return left > absl::ZeroDuration() ? left : absl::ZeroDuration();
+  }
+  // Nothing but I/O, signals or timers that never expire: block, unless
+  // there is nothing at all to wait for (then a blocking RunOnce would hang).
+  if (active_io_ > 0 || active_signals_ > 0 || !timers_.empty() ||
+      wait_for_posts_) {
+    return absl::InfiniteDuration();
+  }
+  return absl::ZeroDuration();
+}
+
+absl::Status EventLoop::Run(RunMode mode) {
+  // A Stop() that came before Run() (e.g. from another thread) is honoured
+  // after one iteration rather than lost.
+  wait_for_posts_ = mode == RunMode::kUntilStopped;
+  absl::Status status;
+  for (;;) {
+    if (mode == RunMode::kUntilIdle && !HasActiveWork()) break;
+    status = RunOnce(true);
+    if (!status.ok()) break;
+    if (stop_requested_.exchange(false)) break;
+  }
+  wait_for_posts_ = false;
+  return status;
+}
+
+void EventLoop::CorrectClockJump(MonoTime before_wait, absl::Duration timeout,
+                                 MonoTime after_wait) {
+  const ClockJump jump = DetectJump(before_wait, timeout, after_wait,
+                                    options_.forward_jump_tolerance);
+  if (jump.kind == ClockJump::Kind::kNone) return;
+  if (jump.kind == ClockJump::Kind::kBackward) {
+    ++stats_.clock_jumps_backward;
+  } else {
+    ++stats_.clock_jumps_forward;
+  }
+  // Every deadline moves by the same amount, so the heap order holds.
+  timers_.ShiftAll(jump.offset);
+}
+
+absl::Status EventLoop::RunOnce(bool block) {
+  if (dispatching_) Die("RunOnce/Run called from inside a callback");
+  loop_thread_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+  ++stats_.iterations;
+
+  // Reading the clock here (not the cache of the last iteration) keeps the
+  // timeout honest after slow callbacks; it also serves as the "before"
+  // instant for jump detection and the end of the previous running phase.
+  clock_.ClearCache();
+  const MonoTime before = clock_.NowUncached();
+  const bool monotonic = clock_.source()->is_monotonic();
+  if (!monotonic && have_last_wait_end_ && before < last_wait_end_) {
+    // The wall clock went back while callbacks ran (the window DetectJump
+    // below cannot see). Forward jumps in that window look like slow
+    // callbacks and are left alone.
+    ++stats_.clock_jumps_backward;
+    timers_.ShiftAll(before - last_wait_end_);
+    last_wait_end_ = before;
+  }
+  if (have_last_wait_end_) {
+    const absl::Duration ran = before - last_wait_end_;
+    stats_.time_running += ran;
+    stats_.longest_dispatch = std::max(stats_.longest_dispatch, ran);
+  }
+  const absl::Duration timeout = ComputeTimeout(block, before);
+  absl::Status status = backend_->Wait(timeout, &ready_);
+  MonoTime now = clock_.UpdateCache();
+  if (!monotonic) {
+    CorrectClockJump(before, timeout, now);
+  }
+  stats_.time_waiting += now - before;
+  last_wait_end_ = now;
+  have_last_wait_end_ = true;
+  if (!status.ok()) {
+    clock_.ClearCache();
+    return status;
+  }
+
+  Collect(now);
+  Dispatch();
+  clock_.ClearCache();
+  return absl::OkStatus();
+}
+
+void EventLoop::Collect(MonoTime now) {
+  const int posted_fd = posted_->fd();
+  const int signal_fd = signals_ ? signals_->fd() : -1;
+  bool found_work = false;
+  for (const ReadyEvent& ev : ready_) {
+    if (ev.fd == posted_fd) {
+      DrainPosted();
+      continue;
+    }
+    if (ev.fd == signal_fd) {
+      std::vector<int> signos;
+      signals_->ReadPending(&signos);
+      for (int signo : signos) {
+        if (static_cast<size_t>(signo) >= signal_to_slot_.size()) continue;
+        const int32_t index = signal_to_slot_[signo];
+        if (index < 0) continue;
+        Slot& s = slots_[index];
+        pending_[static_cast<int>(s.priority)].push_back(
+            {static_cast<uint32_t>(index), s.epoch,
+             static_cast<uint32_t>(signo), false});
+        found_work = true;
+      }
+      continue;
+    }
+    if (static_cast<size_t>(ev.fd) >= fd_to_slot_.size()) continue;
+    const int32_t index = fd_to_slot_[ev.fd];
+    if (index < 0) continue;  // stopped since the backend saw it
+    Slot& s = slots_[index];
+    // Readiness resets the inactivity deadline before timers are collected,
+    // so one batch never reports both readiness and a timeout.
+    if (s.timer_armed) {
+      timers_.Reschedule(s.timer, now + s.timeout);
+    }
+    pending_[static_cast<int>(s.priority)].push_back(
+        {static_cast<uint32_t>(index), s.epoch, ev.events, false});
+    ++stats_.io_events;
+    found_work = true;
+  }
+  const size_t before_timers = stats_.timers_fired;
+  CollectTimers(now);
+  if (stats_.timers_fired != before_timers) found_work = true;
+  if (!found_work && posted_batch_.empty() && deferred_.empty()) {
+    for (uint32_t index : idle_slots_) {
+      pending_[static_cast<int>(Priority::kLow)].push_back(
+          {index, slots_[index].epoch, 0, false});
+    }
+  }
+}
+
+void EventLoop::CollectTimers(MonoTime now) {
+  while (!timers_.empty() && timers_.TopKey() <= now) {
+    const MonoTime deadline = timers_.TopKey();
+    const uint32_t index = timers_.TopPayload();
+    Slot& s = slots_[index];
+    if (s.kind == SlotKind::kTimer && s.period > absl::ZeroDuration()) {
+      // Next deadline on the original grid; skip missed ticks.
+      MonoTime next = deadline + s.period;
+      if (next <= now) {
+        const int64_t behind = (now - deadline) / s.period;
+        next = deadline + s.period * (behind + 1);
+      }
+      timers_.Reschedule(s.timer, next);
+    } else {
+      timers_.Pop();
+      s.timer_armed = false;
+    }
+    pending_[static_cast<int>(s.priority)].push_back(
+        {index, s.epoch, 0, s.kind == SlotKind::kIo});
+    ++stats_.timers_fired;
+  }
+}
+
+void EventLoop::Dispatch() {
+  dispatching_ = true;
+  if (!posted_batch_.empty()) {
+    std::vector<Task> batch;
+    batch.swap(posted_batch_);
+    for (Task& task : batch) {
+      task();
+      ++stats_.callbacks_run;
+    }
+  }
+  for (int priority = 0; priority < kNumPriorities; ++priority) {
+    // Callbacks may append to this level's queue (e.g. none today) or to
+    // others; iterate by index so appends are safe.
+    std::vector<Pending>& queue = pending_[priority];
+    for (size_t i = 0; i < queue.size(); ++i) {
+      const Pending p = queue[i];
+      Invoke(p);
+    }
+    queue.clear();
+  }
+  RunDeferred();
+  dispatching_ = false;
+}
+
+void EventLoop::Invoke(const Pending& p) {
+  Slot& s = slots_[p.slot];
+  if (s.epoch != p.epoch) return;  // stopped, rescheduled or released since
+  MonoTime start;
+  if (options_.profile_callbacks) start = clock_.NowUncached();
+  running_slot_ = p.slot;
+  switch (s.kind) {
+    case SlotKind::kIo: {
+      if (!s.persistent) StopIo(p.slot);
+      const IoEvent event{s.fd, p.events, p.timed_out};
+      if (p.timed_out && s.persistent && s.active) {
+        ArmTimer(p.slot, Now() + s.timeout);
+      }
+      s.io_cb(event);
+      break;
+    }
+    case SlotKind::kTimer:
+      s.task_cb();
+      break;
+    case SlotKind::kSignal:
+      ++stats_.signals_delivered;
+      s.signal_cb(static_cast<int>(p.events));
+      break;
+    case SlotKind::kIdle:
+      s.task_cb();
+      break;
+    case SlotKind::kFree:
+      Die("pending event for a free slot");
+  }
+  running_slot_ = kNoSlot;
+  ++stats_.callbacks_run;
+  if (options_.profile_callbacks) {
+    stats_.longest_callback =
+        std::max(stats_.longest_callback, clock_.NowUncached() - start);
+  }
+  if (s.release_requested || (s.loop_owned && !s.timer_armed)) {
+    FreeSlot(p.slot);
+  }
+}
+
+void EventLoop::RunDeferred() {
+  for (int round = 0;
+       round < options_.max_deferred_rounds && !deferred_.empty(); ++round) {
+    std::vector<Task> batch;
+    batch.swap(deferred_);
+    for (Task& task : batch) {
+      task();
+      ++stats_.callbacks_run;
+    }
+  }
+}
+
+// ------------------------------------------------------------------ fork --
+
+absl::Status EventLoop::ReinitAfterFork() {
+  if (dispatching_) Die("ReinitAfterFork called from inside a callback");
+  // Tasks the parent posted before fork() are in this copy of the queue.
+  DrainPosted();
+  absl::StatusOr<std::unique_ptr<NotifyQueue<Task>>> posted =
+      NotifyQueue<Task>::Create();
+  if (!posted.ok()) return posted.status();
+  const int old_posted_fd = posted_->fd();
+
+  if (backend_->capabilities().needs_reinit_after_fork) {
+    BackendOptions options = options_.backend;
+    options.name = std::string(backend_->name());
+    options.ignore_environment = true;
+    absl::StatusOr<BackendSelection> selection = CreateBackend(options);
+    if (!selection.ok()) return selection.status();
+    backend_ = std::move(selection->backend);
+    for (Slot& s : slots_) {
+      if (s.kind != SlotKind::kIo || !s.active) continue;
+      absl::Status status = backend_->Add(s.fd, s.interest);
+      if (!status.ok()) return status;
+    }
+  } else {
+    (void)backend_->Remove(old_posted_fd);
+    if (signals_) (void)backend_->Remove(signals_->fd());
+  }
+  posted_ = std::move(*posted);
+  absl::Status status = backend_->Add(posted_->fd(), kReadable);
+  if (!status.ok()) return status;
+  if (signals_) {
+    status = signals_->ReinitAfterFork();
+    if (!status.ok()) return status;
+    status = backend_->Add(signals_->fd(), kReadable);
+    if (!status.ok()) return status;
+  }
+  loop_thread_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+  return absl::OkStatus();
+}
+
+}  // namespace eventide

@@ -1,0 +1,390 @@
+// EventLoop: the reactor. It composes the leaves: a demux backend waits for
+// I/O, a TimerHeap orders deadlines, a CachedClock gives every callback of one
+// iteration the same "now" for free, and a NotifyQueue carries work from other
+// threads.
+//
+// One iteration:
+//   1. compute the wait timeout from the nearest timer (zero when deferred or
+//      idle work is pending, infinite when only I/O is watched);
+//   2. clear the time cache, wait on the backend, set the cache to "now";
+//      on a non-monotonic source, correct a clock jump by shifting every
+//      deadline (the heap order does not change);
+//   3. collect: ready fds, expired timers, signals, posted tasks;
+//   4. invoke the collected callbacks, high priority first, then deferred
+//      callbacks; every priority level runs in every iteration, so low-priority
+//      work waits at most one iteration's worth of higher-priority callbacks.
+//
+// Threads: an EventLoop and its watchers belong to the thread that runs it.
+// Only Stop(), Post(), RunInLoop() and IsInLoopThread() may be called from
+// other threads.
+//
+// Lifetime: watchers are move-only handles. Destroying or Release()-ing a
+// handle stops the watcher at once, even from inside any callback (its own
+// included): a stopped watcher never fires again, and its callback object is
+// destroyed only after it has returned. Callbacks are never run for a watcher
+// stopped earlier in the same batch. Handles may outlive the loop (they become
+// inert), but a callback must not outlive the objects it captures.
+//
+// Usage:
+//   auto loop = eventide::EventLoop::Create().value();
+//   eventide::Timer t = loop->AddTimer(absl::Milliseconds(5), [&] {
+//     loop->Stop();
+//   });
+//   absl::Status s = loop->Run();
+#ifndef EVENTIDE_LOOP_EVENT_LOOP_H_
+#define EVENTIDE_LOOP_EVENT_LOOP_H_
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "clock/cached_clock.h"
+#include "clock/mono_time.h"
+#include "clock/time_source.h"
+#include "demux/backend.h"
+#include "demux/registry.h"
+#include "mtqueue/notify_queue.h"
+#include "timerheap/timer_heap.h"
+
+namespace eventide {
+
+class EventLoop;
+class SignalSource;
+
+// Urgent work runs first within each iteration.
+enum class Priority : uint8_t { kHigh = 0, kNormal = 1, kLow = 2 };
+inline constexpr int kNumPriorities = 3;
+
+struct IoEvent {
+  int fd = -1;
+  // kReadable | kWritable | kError | kHangup as reported by the backend;
+  // 0 when the watcher's inactivity timeout fired instead.
+  uint32_t events = 0;
+  bool timed_out = false;
+};
+
+using IoCallback = absl::AnyInvocable<void(const IoEvent&)>;
+using Task = absl::AnyInvocable<void()>;
+using SignalCallback = absl::AnyInvocable<void(int signo)>;
+
+struct IoOptions {
+  // A persistent watcher stays registered after it fires; a one-shot watcher
+  // is stopped before its callback runs (Start() re-arms it).
+  bool persistent = true;
+  // Inactivity timeout (libevent's event_add with a timeout): fires the
+  // callback with timed_out = true when the fd shows no readiness for this
+  // long. Readiness pushes the deadline forward. Infinite = none.
+  absl::Duration timeout = absl::InfiniteDuration();
+  Priority priority = Priority::kNormal;
+};
+
+struct TimerOptions {
+  // Zero: one-shot. Otherwise the timer re-arms at deadline + period (not
+  // now + period), so it does not drift; if the loop fell behind by several
+  // periods it fires once and skips to the next deadline in the future.
+  absl::Duration period = absl::ZeroDuration();
+  Priority priority = Priority::kNormal;
+};
+
+enum class SignalMode {
+  // sigaction handler that sets a flag and writes one byte to a pipe. Works in
+  // any process, threaded or not.
+  kSelfPipe,
+  // signalfd(2): the loop blocks the signal in its own thread. Every other
+  // thread of the process must block it too (e.g. block it before creating
+  // threads), or the kernel may deliver it elsewhere with its default action.
+  kSignalFd,
+};
+
+struct LoopOptions {
+  BackendOptions backend;
+  // Not owned; must outlive the loop. nullptr: the process's system source.
+  TimeSource* time_source = nullptr;
+  // On a non-monotonic source, a wait that lasted longer than its timeout by
+  // more than this is taken as a forward clock jump.
+  absl::Duration forward_jump_tolerance = absl::Seconds(1);
+  SignalMode signal_mode = SignalMode::kSelfPipe;
+  // Time every callback to fill LoopStats::longest_callback (two clock reads
+  // per callback). Off: only whole dispatch phases are timed.
+  bool profile_callbacks = false;
+  // Deferred callbacks that defer more work run in rounds; after this many
+  // rounds the rest waits for the next iteration so I/O is not starved.
+  int max_deferred_rounds = 16;
+};
+
+struct LoopStats {
+  uint64_t iterations = 0;
+  uint64_t callbacks_run = 0;
+  uint64_t io_events = 0;
+  uint64_t timers_fired = 0;
+  uint64_t signals_delivered = 0;
+  uint64_t clock_jumps_backward = 0;
+  uint64_t clock_jumps_forward = 0;
+  absl::Duration time_waiting = absl::ZeroDuration();
+  absl::Duration time_running = absl::ZeroDuration();
+  // The longest single dispatch phase (all callbacks of one iteration).
+  absl::Duration longest_dispatch = absl::ZeroDuration();
+  // The longest single callback; only measured with profile_callbacks.
+  absl::Duration longest_callback = absl::ZeroDuration();
+};
+
+// Base of the move-only watcher handles. Destruction stops the watcher.
+class WatcherHandle {
+ public:
+  WatcherHandle() = default;
+  WatcherHandle(const WatcherHandle&) = delete;
+  WatcherHandle& operator=(const WatcherHandle&) = delete;
+  WatcherHandle(WatcherHandle&& other) noexcept;
+  WatcherHandle& operator=(WatcherHandle&& other) noexcept;
+  ~WatcherHandle();
+
+  // Attached to a live loop.
+  bool valid() const { return loop_ != nullptr; }
+  // Stops the watcher and detaches the handle (same as destroying it).
+  void Release();
+
+ protected:
+  friend class EventLoop;
+  WatcherHandle(EventLoop* loop, uint32_t slot);
+
+  EventLoop* loop_ = nullptr;
+  uint32_t slot_ = 0;
+};
+
+// Watches one fd for readiness. One IoWatcher per fd per loop.
+class IoWatcher : public WatcherHandle {
+ public:
+  IoWatcher() = default;
+  int fd() const;
+  // True while registered with the backend.
+  bool active() const;
+  // Changes the interest (kReadable / kWritable); a pending, not yet invoked
+  // event of the old interest is dropped.
+  absl::Status SetInterest(uint32_t interest);
+  uint32_t interest() const;
+  // Re-arms a stopped (or fired one-shot) watcher with its current interest.
+  absl::Status Start();
+  void Stop();
+
+ private:
+  friend class EventLoop;
+  using WatcherHandle::WatcherHandle;
+};
+
+class Timer : public WatcherHandle {
+ public:
+  Timer() = default;
+  bool pending() const;
+  void Cancel();
+  // Re-arms at Now() + delay. O(log n): the idle-timeout pattern.
+  void Reschedule(absl::Duration delay);
+  void RescheduleAt(MonoTime deadline);
+  MonoTime deadline() const;
+
+ private:
+  friend class EventLoop;
+  using WatcherHandle::WatcherHandle;
+};
+
+class SignalWatcher : public WatcherHandle {
+ public:
+  SignalWatcher() = default;
+  int signo() const;
+
+ private:
+  friend class EventLoop;
+  using WatcherHandle::WatcherHandle;
+};
+
+// Runs its callback in every iteration that found nothing else to do; while
+// one is active the loop polls instead of blocking.
+class IdleWatcher : public WatcherHandle {
+ public:
+  IdleWatcher() = default;
+
+ private:
+  friend class EventLoop;
+  using WatcherHandle::WatcherHandle;
+};
+
+class EventLoop {
+ public:
+  enum class RunMode {
+    // Return when Stop() is called or nothing is left to wait for (no active
+    // I/O watcher, timer, signal watcher, idle watcher or deferred work).
+    kUntilIdle,
+    // Return only when Stop() is called, e.g. a worker that gets all its work
+    // through Post().
+    kUntilStopped,
+  };
+
+  static absl::StatusOr<std::unique_ptr<EventLoop>> Create(
+      LoopOptions options = {});
+  ~EventLoop();
+  EventLoop(const EventLoop&) = delete;
+  EventLoop& operator=(const EventLoop&) = delete;
+
+  absl::string_view backend_name() const { return backend_->name(); }
+  // Why the registry chose this backend (and why it skipped others).
+  const std::string& backend_reason() const { return backend_reason_; }
+
+  // Runs iterations until the mode says to stop. Returns the backend's error
+  // if waiting fails. Stop() ends Run() after the current iteration, whose
+  // collected callbacks all still run.
+  absl::Status Run(RunMode mode = RunMode::kUntilIdle);
+  // One iteration; with block = false the wait only polls. With block = true
+  // it waits for the next timer, I/O or signal, but returns at once when
+  // nothing is active (work Post()ed from other threads is not waited for).
+  absl::Status RunOnce(bool block = true);
+  // Any thread. Makes Run() return after the current iteration.
+  void Stop();
+  // Something is left to wait for (see RunMode::kUntilIdle).
+  bool HasActiveWork() const;
+
+  // The cached instant of this iteration: no system call.
+  MonoTime Now() const { return clock_.Now(); }
+  // Refreshes the cache, for a callback that blocked for a long time.
+  MonoTime UpdateNow() { return clock_.UpdateCache(); }
+
+  absl::StatusOr<IoWatcher> WatchIo(int fd, uint32_t interest, IoCallback cb,
+                                    IoOptions options = {});
+  [[nodiscard]] Timer AddTimer(absl::Duration delay, Task cb,
+                               TimerOptions options = {});
+  [[nodiscard]] Timer AddTimerAt(MonoTime deadline, Task cb,
+                                 TimerOptions options = {});
+  // A one-shot timer the loop owns: no handle, cannot be cancelled.
+  void RunAfter(absl::Duration delay, Task cb);
+  // Signals are delivered to the loop's thread between callbacks, never in a
+  // signal handler. A signal may be owned by one loop of the process at a
+  // time: a second owner gets FailedPrecondition.
+  absl::StatusOr<SignalWatcher> WatchSignal(int signo, SignalCallback cb);
+  [[nodiscard]] IdleWatcher AddIdle(Task cb);
+  // Loop thread: runs fn after the callbacks of the current batch.
+  void Defer(Task fn);
+
+  // Any thread. Queues fn for the loop's thread (through the mtqueue
+  // notification). RunInLoop runs fn at once when called on the loop thread.
+  absl::Status Post(Task fn);
+  absl::Status RunInLoop(Task fn);
+  bool IsInLoopThread() const;
+
+  // In a child after fork(): re-creates the backend if it shares kernel state
+  // with the parent (epoll, io_uring), the cross-thread queue and the signal
+  // pipe, and re-registers every active watcher.
+  absl::Status ReinitAfterFork();
+
+  const LoopStats& stats() const { return stats_; }
+
+ private:
+  friend class WatcherHandle;
+  friend class IoWatcher;
+  friend class Timer;
+  friend class SignalWatcher;
+
+  enum class SlotKind : uint8_t { kFree, kIo, kTimer, kSignal, kIdle };
+  using Heap = TimerHeap<MonoTime, uint32_t>;
+
+  struct Slot {
+    SlotKind kind = SlotKind::kFree;
+    Priority priority = Priority::kNormal;
+    bool active = false;             // io registered / signal owned / idle on
+    bool persistent = true;          // io
+    bool loop_owned = false;         // RunAfter: freed after it fires
+    bool release_requested = false;  // handle gone while the callback ran
+    // Bumped by every stop, cancel, reschedule, interest change and release:
+    // a pending entry collected before that no longer matches and is skipped.
+    uint32_t epoch = 0;
+    int fd = -1;
+    int signo = 0;
+    uint32_t interest = 0;
+    absl::Duration period = absl::ZeroDuration();       // timer
+    absl::Duration timeout = absl::InfiniteDuration();  // io inactivity
+    Heap::Handle timer{};  // timer deadline, or io inactivity deadline
+    bool timer_armed = false;
+    IoCallback io_cb;
+    Task task_cb;
+    SignalCallback signal_cb;
+    WatcherHandle* owner = nullptr;
+  };
+
+  struct Pending {
+    uint32_t slot;
+    uint32_t epoch;
+    uint32_t events;
+    bool timed_out;
+  };
+
+  EventLoop(LoopOptions options, std::unique_ptr<Backend> backend,
+            std::string backend_reason, TimeSource* source,
+            std::unique_ptr<NotifyQueue<Task>> posted);
+
+  uint32_t AllocateSlot(SlotKind kind);
+  // Stops whatever the slot does; frees it unless its callback is running.
+  void ReleaseSlot(uint32_t index);
+  void FreeSlot(uint32_t index);
+  void Attach(uint32_t index, WatcherHandle* owner);
+  Slot& slot(uint32_t index) { return slots_[index]; }
+  const Slot& slot(uint32_t index) const { return slots_[index]; }
+
+  void ArmTimer(uint32_t index, MonoTime deadline);
+  void DisarmTimer(uint32_t index);
+  absl::Status StartIo(uint32_t index);
+  void StopIo(uint32_t index);
+  void StopSignal(uint32_t index);
+
+  absl::Duration ComputeTimeout(bool block, MonoTime now) const;
+  void CorrectClockJump(MonoTime before_wait, absl::Duration timeout,
+                        MonoTime after_wait);
+  void Collect(MonoTime now);
+  void CollectTimers(MonoTime now);
+  void Dispatch();
+  void Invoke(const Pending& p);
+  void DrainPosted();
+  void RunDeferred();
+
+  LoopOptions options_;
+  std::unique_ptr<Backend> backend_;
+  std::string backend_reason_;
+  mutable CachedClock clock_;  // reading the time is logically const
+  std::unique_ptr<NotifyQueue<Task>> posted_;
+  std::unique_ptr<SignalSource> signals_;
+
+  // Deque: a callback running from a slot must not move when a callback
+  // creates watchers (push_back keeps references valid).
+  std::deque<Slot> slots_;
+  std::vector<uint32_t> free_slots_;
+  std::vector<int32_t> fd_to_slot_;  // -1: not watched
+  std::vector<int32_t> signal_to_slot_;
+  Heap timers_;
+  std::vector<ReadyEvent> ready_;
+  std::vector<Pending> pending_[kNumPriorities];
+  std::vector<Task> deferred_;
+  std::vector<Task> posted_batch_;
+  std::vector<uint32_t> idle_slots_;
+
+  size_t active_io_ = 0;
+  size_t active_signals_ = 0;
+
+  static constexpr uint32_t kNoSlot = UINT32_MAX;
+  uint32_t running_slot_ = kNoSlot;
+  bool dispatching_ = false;
+  bool wait_for_posts_ = false;  // Run(kUntilStopped) in progress
+  std::atomic<bool> stop_requested_{false};
+  std::atomic<std::thread::id> loop_thread_;
+  MonoTime last_wait_end_;
+  bool have_last_wait_end_ = false;
+  LoopStats stats_;
+};
+
+}  // namespace eventide
+
+#endif  // EVENTIDE_LOOP_EVENT_LOOP_H_
