@@ -83,22 +83,23 @@ BENCHMARK(BM_FireDueTimers)
     ->Arg(1000000)
     ->Unit(benchmark::kMillisecond);
 
+constexpr int kPostBatch = 100000;
+
 void BM_CrossThreadPost(benchmark::State& state) {
   auto loop = MakeLoop("epoll");
-  constexpr int kBatch = 100000;
   for (auto _ : state) {
     int ran = 0;
     std::thread producer([&] {
-      for (int i = 0; i < kBatch; ++i) {
+      for (int i = 0; i < kPostBatch; ++i) {
         (void)loop->Post([&ran, &loop] {
-          if (++ran == kBatch) loop->Stop();
+          if (++ran == kPostBatch) loop->Stop();
         });
       }
     });
     (void)loop->Run(EventLoop::RunMode::kUntilStopped);
     producer.join();
   }
-  state.SetItemsProcessed(state.iterations() * kBatch);
+  state.SetItemsProcessed(state.iterations() * kPostBatch);
 }
 BENCHMARK(BM_CrossThreadPost)->Unit(benchmark::kMillisecond)->UseRealTime();
 
