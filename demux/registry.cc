@@ -84,6 +84,17 @@ std::vector<std::string> AvailableBackendNames() {
   return names;
 }
 
+std::vector<std::string> UsableBackendNames() {
+  std::vector<std::string> usable;
+  for (const std::string& name : AvailableBackendNames()) {
+    BackendOptions options;
+    options.name = name;
+    options.ignore_environment = true;
+    if (CreateBackend(options).ok()) usable.push_back(name);
+  }
+  return usable;
+}
+
 bool IsOptInBackend(absl::string_view name) {
   const Entry* e = Lookup(name);
   return e != nullptr && e->opt_in;

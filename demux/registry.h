@@ -83,6 +83,10 @@ absl::StatusOr<BackendSelection> CreateBackend(
 // Every backend compiled in, in order of preference (opt-in ones last),
 // whether or not the running kernel supports it.
 std::vector<std::string> AvailableBackendNames();
+// The backends of AvailableBackendNames() that initialise on the running
+// kernel (each is created once and destroyed). For tools and for suites that
+// must run on every backend the machine has.
+std::vector<std::string> UsableBackendNames();
 // True for backends used only when named or allowed (io_uring).
 bool IsOptInBackend(absl::string_view name);
 

@@ -39,17 +39,6 @@
 namespace eventide {
 namespace {
 
-std::vector<std::string> SupportedBackends() {
-  std::vector<std::string> names;
-  for (const std::string& name : AvailableBackendNames()) {
-    BackendOptions options;
-    options.name = name;
-    options.ignore_environment = true;
-    if (CreateBackend(options).ok()) names.push_back(name);
-  }
-  return names;
-}
-
 // Bytes i of every stream below is kPattern[i % 251]; the string is long
 // enough that any 64 KiB chunk can be compared in place.
 constexpr size_t kPeriod = 251;
@@ -1257,7 +1246,7 @@ TEST_P(StreamTest, AcceptLoopHandsFdsToAWorkerLoop) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllBackends, StreamTest,
-                         ::testing::ValuesIn(SupportedBackends()),
+                         ::testing::ValuesIn(UsableBackendNames()),
                          [](const auto& info) { return info.param; });
 
 // ------------------------------------------------------------ addresses --

@@ -24,18 +24,6 @@
 namespace eventide {
 namespace {
 
-// Backends this kernel can create.
-std::vector<std::string> SupportedBackends() {
-  std::vector<std::string> names;
-  for (const std::string& name : AvailableBackendNames()) {
-    BackendOptions options;
-    options.name = name;
-    options.ignore_environment = true;
-    if (CreateBackend(options).ok()) names.push_back(name);
-  }
-  return names;
-}
-
 class SocketPair {
  public:
   SocketPair() {
@@ -771,7 +759,7 @@ TEST_P(LoopTest, ChildReinitialisesAfterFork) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllBackends, LoopTest,
-                         ::testing::ValuesIn(SupportedBackends()),
+                         ::testing::ValuesIn(UsableBackendNames()),
                          [](const auto& info) { return info.param; });
 
 }  // namespace
