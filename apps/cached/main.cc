@@ -7,15 +7,19 @@
 // finish in-flight replies, exit 0. Bad flags: exit 2 with a one-line reason.
 #include <signal.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "apps/cached/server.h"
+#include "demux/registry.h"
 
 namespace {
 
@@ -115,6 +119,12 @@ eventide::cached::ServerOptions ParseFlags(int argc, char** argv) {
           arg == "--verbose" ? 1 : static_cast<int>(arg.size()) - 1;
     } else if (arg == "--backend") {
       options.backend = next();
+      const std::vector<std::string> known = eventide::AvailableBackendNames();
+      if (std::find(known.begin(), known.end(), options.backend) ==
+          known.end()) {
+        Usage("unknown backend '" + options.backend +
+              "'; available: " + absl::StrJoin(known, ", "));
+      }
     } else if (arg == "--idle-timeout") {
       const int64_t seconds = ParseInt(arg, next(), 0, 86400 * 365);
       options.idle_timeout =

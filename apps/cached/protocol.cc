@@ -266,7 +266,8 @@ ParseResult ParseLine(absl::string_view in, absl::string_view line,
     req->exptime = 0;
     if (ntokens != (noreply ? 3u : 2u) &&
         !SafeStrtol(t.tok[1], &req->exptime)) {
-      return Reply(kReplyBadExptime, consumed, noreply);
+      return Reply(kReplyBadExptime, consumed, noreply,
+                   ParseError::kFlushBadExptime);
     }
     req->noreply = noreply;
     return Complete(consumed);

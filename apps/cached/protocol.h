@@ -127,6 +127,9 @@ enum class ParseError : uint8_t {
   // A data block not followed by "\r\n": memcached still counts it in
   // cmd_set. `request->command` and `request->key` are set.
   kBadDataChunk,
+  // flush_all with an exptime that is not a number: memcached counts the
+  // command in cmd_flush before it parses the argument.
+  kFlushBadExptime,
   // Any other refusal (no side effect).
   kOther,
 };

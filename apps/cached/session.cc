@@ -127,6 +127,8 @@ size_t Session::Consume(absl::string_view input, std::string* output) {
           if (req.command == Command::kSet) config_.store->Discard(req.key);
         } else if (r.error == ParseError::kBadDataChunk) {
           config_.store->RecordBadDataChunk();
+        } else if (r.error == ParseError::kFlushBadExptime) {
+          config_.store->RecordFlushCommand();
         }
         output->append(r.reply.data(), r.reply.size());
         done += r.consumed;

@@ -543,6 +543,10 @@ void Store::RecordBadDataChunk() {
   bad_chunks_.fetch_add(1, std::memory_order_relaxed);
 }
 
+void Store::RecordFlushCommand() {
+  cmd_flush_.fetch_add(1, std::memory_order_relaxed);
+}
+
 size_t Store::SweepExpired(size_t max_items) {
   if (max_items == 0) return 0;
   const int64_t now = CurrentTime();

@@ -194,6 +194,7 @@ class Store {
   // Counts a storage command refused before it reached the store.
   void RecordTooLarge();      // store_too_large
   void RecordBadDataChunk();  // cmd_set (memcached counts those too)
+  void RecordFlushCommand();  // cmd_flush for a flush_all that was refused
 
   // Checks up to about `max_items` items, oldest first, spread over all
   // shards, and removes the expired or flushed ones. Returns how many it
