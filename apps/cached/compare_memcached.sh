@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Throughput of our cached against a real memcached, same load, same run.
+#
+#   apps/cached/compare_memcached.sh [-r ROUNDS] [-d SECONDS] [-t THREADS]
+#                                    [-T CLIENT_THREADS] [-c CONCURRENCY]
+#
+# Builds //apps/cached:cached with --config=bench, then runs memaslap
+# (Debian's libmemcached-tools installs it as `memcaslap`) against each
+# server in turn, alternating cached / memcached for ROUNDS rounds:
+# 90% get / 10% set, 64-byte keys, 100-byte values, SECONDS seconds each run,
+# CONCURRENCY connections from CLIENT_THREADS client threads. Both servers
+# run THREADS worker threads and listen on 127.0.0.1 only. Prints the ops/s
+# of every run, the median per server, the ratio of the medians and the
+# median of the per-round ratios (the steadier of the two on a busy machine).
+#
+# The client shares the machine with the server: on a 2-core machine the
+# absolute numbers are low and noisy; compare the ratio within one run.
+set -euo pipefail
+
+rounds=3
+duration=20
+threads=2
+client_threads=2
+concurrency=32
+while getopts "r:d:t:T:c:h" opt; do
+  case "$opt" in
+    r) rounds=$OPTARG ;;
+    d) duration=$OPTARG ;;
+    t) threads=$OPTARG ;;
+    T) client_threads=$OPTARG ;;
+    c) concurrency=$OPTARG ;;
+    *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  esac
+done
+
+cd "$(dirname "$0")/../.."
+
+loadgen=$(command -v memcaslap || command -v memaslap || true)
+memcached=$(command -v memcached || true)
+if [[ -z "$loadgen" || -z "$memcached" ]]; then
+  echo "need memcaslap/memaslap (libmemcached-tools) and memcached" >&2
+  exit 1
+fi
+
+work=$(mktemp -d -t cached-compare.XXXXXX)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+./bazelw build --config=bench //apps/cached:cached >"$work/build.log" 2>&1 ||
+  { tail -n 20 "$work/build.log" >&2; exit 1; }
+# Copy the binary: other builds in this checkout may replace bazel-bin.
+bin_dir=$(./bazelw info --config=bench bazel-bin 2>/dev/null)
+cp "$bin_dir/apps/cached/cached" "$work/cached"
+
+cat >"$work/load.cfg" <<'EOF'
+key
+64 64 1
+value
+100 100 1
+cmd
+0 0.1
+1 0.9
+EOF
+
+# Starts our server on a kernel-chosen port; sets $server_pid, $server_port.
+start_cached() {
+  "$work/cached" -l 127.0.0.1 -p 0 -t "$threads" >"$work/cached.out" 2>"$work/cached.err" &
+  server_pid=$!
+  pids+=("$server_pid")
+  for _ in $(seq 100); do
+    if grep -q 'listening on' "$work/cached.out" 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+  server_port=$(sed -n 's/^cached: listening on 127\.0\.0\.1:\([0-9]*\) .*/\1/p' "$work/cached.out")
+  [[ -n "$server_port" ]] || { echo "cached did not start:" >&2; cat "$work/cached.err" >&2; exit 1; }
+}
+
+# memcached cannot bind port 0: try random ports below the kernel's
+# ephemeral range (no clash with port-0 binds), check that nothing answers
+# there first, and that it is our process that answers afterwards.
+start_memcached() {
+  local user=()
+  [[ $(id -u) -eq 0 ]] && user=(-u root)
+  for _ in $(seq 10); do
+    server_port=$((20000 + RANDOM % 10000))
+    if (exec 3<>"/dev/tcp/127.0.0.1/$server_port") 2>/dev/null; then continue; fi
+    "$memcached" -U 0 -l 127.0.0.1 -p "$server_port" -t "$threads" "${user[@]}" 2>"$work/memcached.err" &
+    server_pid=$!
+    pids+=("$server_pid")
+    for _ in $(seq 50); do
+      if ! kill -0 "$server_pid" 2>/dev/null; then break; fi
+      if (exec 3<>"/dev/tcp/127.0.0.1/$server_port") 2>/dev/null; then return 0; fi
+      sleep 0.1
+    done
+    kill -9 "$server_pid" 2>/dev/null || true
+  done
+  echo "memcached did not start:" >&2; cat "$work/memcached.err" >&2; exit 1
+}
+
+stop_server() {
+  kill -TERM "$server_pid" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
+}
+
+# Runs the load against $server_port; prints ops/s (memaslap's TPS).
+run_load() {
+  timeout $((duration + 30)) "$loadgen" -s "127.0.0.1:$server_port" -F "$work/load.cfg" \
+    -t "${duration}s" -T "$client_threads" -c "$concurrency" >"$work/load.out" 2>&1 || true
+  local tps
+  tps=$(sed -n 's/.*TPS: \([0-9]*\).*/\1/p' "$work/load.out" | tail -n 1)
+  if [[ -z "$tps" ]]; then
+    echo "memaslap printed no TPS:" >&2; tail -n 5 "$work/load.out" >&2; exit 1
+  fi
+  # A server that answers nothing shows up as 0 ops/s: refuse that.
+  [[ "$tps" -gt 0 ]] || { echo "0 ops/s" >&2; exit 1; }
+  echo "$tps"
+}
+
+median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+
+echo "load: $(basename "$loadgen") -T $client_threads -c $concurrency -t ${duration}s," \
+  "90% get / 10% set, 64-byte keys, 100-byte values; servers: -t $threads, 127.0.0.1"
+echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-6s %-10s %12s\n' round server ops/s
+: >"$work/cached.tps"
+: >"$work/memcached.tps"
+for round in $(seq "$rounds"); do
+  # Alternate which server goes first, so a drift in machine load does
+  # not always favour the same one.
+  if ((round % 2)); then order=(cached memcached); else order=(memcached cached); fi
+  for server in "${order[@]}"; do
+    "start_$server"
+    tps=$(run_load)
+    stop_server
+    echo "$tps" >>"$work/$server.tps"
+    printf '%-6s %-10s %12s\n' "$round" "$server" "$tps"
+  done
+done
+ours=$(median <"$work/cached.tps")
+theirs=$(median <"$work/memcached.tps")
+# The two runs of a round are adjacent in time, so their ratio is less
+# exposed to the machine's load drifting over minutes than the medians.
+round_ratio=$(paste "$work/cached.tps" "$work/memcached.tps" |
+  awk '{printf "%.4f\n", $1 / $2}' | median)
+echo
+printf 'median ops/s: cached %s, memcached %s; ratio of medians %s\n' \
+  "$ours" "$theirs" "$(awk -v a="$ours" -v b="$theirs" 'BEGIN {printf "%.3f", a / b}')"
+printf 'median of per-round ratios cached/memcached: %.3f\n' "$round_ratio"
