@@ -124,17 +124,21 @@ absl::StatusOr<int64_t> StatsPid(int port) {
 
 }  // namespace
 
-absl::StatusOr<std::string> CachedBinaryPath() {
+absl::StatusOr<std::string> RunfileBinaryPath(absl::string_view relative) {
   const char* srcdir = getenv("TEST_SRCDIR");
   const std::string base = srcdir != nullptr ? srcdir : ".";
   for (const std::string& candidate :
-       {absl::StrCat(base, "/eventide/apps/cached/cached"),
-        absl::StrCat(base, "/apps/cached/cached")}) {
+       {absl::StrCat(base, "/eventide/", relative),
+        absl::StrCat(base, "/", relative)}) {
     if (FileExists(candidate)) return candidate;
   }
   return absl::NotFoundError(
-      absl::StrCat("cached binary not found under TEST_SRCDIR=", base,
-                   " (add data = [\"//apps/cached:cached\"])"));
+      absl::StrCat(relative, " not found under TEST_SRCDIR=", base,
+                   " (add the binary to the test's data)"));
+}
+
+absl::StatusOr<std::string> CachedBinaryPath() {
+  return RunfileBinaryPath("apps/cached/cached");
 }
 
 absl::StatusOr<std::string> MemcachedBinaryPath() {
@@ -224,9 +228,15 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::StartCached(
     const std::vector<std::string>& args, absl::Duration timeout) {
   absl::StatusOr<std::string> path = CachedBinaryPath();
   if (!path.ok()) return path.status();
+  return StartListening(*path, args, timeout);
+}
+
+absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::StartListening(
+    const std::string& path, const std::vector<std::string>& args,
+    absl::Duration timeout) {
   int out[2];
   if (pipe2(out, O_CLOEXEC) != 0) return ErrnoStatus(errno, "pipe2");
-  absl::StatusOr<pid_t> pid = Spawn(*path, args, out[1], -1);
+  absl::StatusOr<pid_t> pid = Spawn(path, args, out[1], -1);
   close(out[1]);
   if (!pid.ok()) {
     close(out[0]);
@@ -244,7 +254,7 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::StartCached(
     if (n < 0 && errno == EINTR) continue;
     if (n == 0) {
       return absl::DeadlineExceededError(absl::StrCat(
-          "cached printed no listening line within ",
+          path, " printed no listening line within ",
           absl::FormatDuration(timeout), "; got: ", Printable(line)));
     }
     char c;
@@ -255,7 +265,7 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::StartCached(
       int status = 0;
       server->HasExited(&status);
       return absl::FailedPreconditionError(
-          absl::StrCat("cached closed stdout before its listening line (",
+          absl::StrCat(path, " closed stdout before its listening line (",
                        "wait status ", status, "); got: ", Printable(line)));
     } else if (errno != EINTR) {
       return ErrnoStatus(errno, "read(cached stdout)");
@@ -263,10 +273,13 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::StartCached(
   }
   line.pop_back();  // '\n'
   server->banner_ = line;
-  // "cached: listening on 127.0.0.1:PORT (N worker threads, B backend)"
+  // "cached: listening on 127.0.0.1:PORT (N worker threads, B backend)",
+  // "echo_server listening on 127.0.0.1:PORT (backend B)"
   absl::string_view rest = line;
   int port = 0;
-  if (!absl::ConsumePrefix(&rest, "cached: listening on ") ||
+  const size_t at = rest.find("listening on ");
+  if (at != absl::string_view::npos) rest.remove_prefix(at + 13);
+  if (at == absl::string_view::npos ||
       rest.find(' ') == absl::string_view::npos) {
     return absl::InternalError(
         absl::StrCat("unexpected listening line: ", Printable(line)));

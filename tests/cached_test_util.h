@@ -41,6 +41,9 @@ namespace cached_test {
 
 // Path of //apps/cached:cached in the test's runfiles
 // ($TEST_SRCDIR/eventide/apps/cached/cached). NotFound if it is not there.
+// A binary of this workspace in the test's runfiles, e.g.
+// "apps/echo_server" (the test lists it in `data`).
+absl::StatusOr<std::string> RunfileBinaryPath(absl::string_view relative);
 absl::StatusOr<std::string> CachedBinaryPath();
 
 // Path of the system memcached, or NotFound if /usr/bin/memcached is absent.
@@ -77,6 +80,12 @@ class ServerProcess {
   // nothing is added.
   static absl::StatusOr<std::unique_ptr<ServerProcess>> StartCached(
       const std::vector<std::string>& args,
+      absl::Duration timeout = absl::Seconds(20));
+
+  // The same for any program of ours whose first stdout line contains
+  // "listening on ADDR:PORT" (cached, echo_server).
+  static absl::StatusOr<std::unique_ptr<ServerProcess>> StartListening(
+      const std::string& path, const std::vector<std::string>& args,
       absl::Duration timeout = absl::Seconds(20));
 
   // Starts /usr/bin/memcached on 127.0.0.1 on a free port (memcached cannot
