@@ -521,9 +521,9 @@ void EventLoop::Collect(MonoTime now) {
       continue;
     }
     if (ev.fd == signal_fd) {
-      std::vector<int> signos;
-      signals_->ReadPending(&signos);
-      for (int signo : signos) {
+      signal_batch_.clear();
+      signals_->ReadPending(&signal_batch_);
+      for (int signo : signal_batch_) {
         if (static_cast<size_t>(signo) >= signal_to_slot_.size()) continue;
         const int32_t index = signal_to_slot_[signo];
         if (index < 0) continue;
@@ -585,14 +585,7 @@ void EventLoop::CollectTimers(MonoTime now) {
 
 void EventLoop::Dispatch() {
   dispatching_ = true;
-  if (!posted_batch_.empty()) {
-    std::vector<Task> batch;
-    batch.swap(posted_batch_);
-    for (Task& task : batch) {
-      task();
-      ++stats_.callbacks_run;
-    }
-  }
+  RunTasks(&posted_batch_);
   for (int priority = 0; priority < kNumPriorities; ++priority) {
     // Callbacks may append to this level's queue (e.g. none today) or to
     // others; iterate by index so appends are safe.
@@ -650,13 +643,20 @@ void EventLoop::Invoke(const Pending& p) {
 void EventLoop::RunDeferred() {
   for (int round = 0;
        round < options_.max_deferred_rounds && !deferred_.empty(); ++round) {
-    std::vector<Task> batch;
-    batch.swap(deferred_);
-    for (Task& task : batch) {
-      task();
-      ++stats_.callbacks_run;
-    }
+    RunTasks(&deferred_);
   }
+}
+
+void EventLoop::RunTasks(std::vector<Task>* tasks) {
+  // Swap with a scratch vector that keeps its capacity between iterations,
+  // so running posted or deferred work allocates nothing in steady state.
+  // Tasks may Post/Defer more work: it lands in *tasks, for a later round.
+  running_tasks_.swap(*tasks);
+  for (Task& task : running_tasks_) {
+    task();
+    ++stats_.callbacks_run;
+  }
+  running_tasks_.clear();
 }
 
 // ------------------------------------------------------------------ fork --

@@ -350,6 +350,8 @@ class EventLoop {
   void Invoke(const Pending& p);
   void DrainPosted();
   void RunDeferred();
+  // Runs and empties *tasks (posted_batch_ or deferred_).
+  void RunTasks(std::vector<Task>* tasks);
 
   LoopOptions options_;
   std::unique_ptr<Backend> backend_;
@@ -369,6 +371,8 @@ class EventLoop {
   std::vector<Pending> pending_[kNumPriorities];
   std::vector<Task> deferred_;
   std::vector<Task> posted_batch_;
+  std::vector<Task> running_tasks_;  // scratch for RunTasks, reused
+  std::vector<int> signal_batch_;    // scratch for SignalSource::ReadPending
   std::vector<uint32_t> idle_slots_;
 
   size_t active_io_ = 0;
