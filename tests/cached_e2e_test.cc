@@ -729,6 +729,33 @@ TEST_F(CachedE2eTest, StatsCountWhatHappened) {
   EXPECT_EQ(curr, 1);
 }
 
+// -m is a real limit: writing three times the limit evicts old items (LRU,
+// counted in `evictions`), keeps `bytes` under the limit and keeps the
+// newest items readable.
+TEST_F(CachedE2eTest, MemoryLimitEvictsOldestAndCountsEvictions) {
+  StartServer({"-t", "2", "-m", "1"});
+  Client c = Connect();
+  constexpr int kItems = 300;  // 300 x 10 KiB = 3 MiB against a 1 MiB limit
+  for (int i = 0; i < kItems; ++i) {
+    ExpectCall(c, Set(absl::StrCat("big", i), MakeValue(10 << 10, i)),
+               "STORED\r\n");
+  }
+  absl::StatusOr<std::string> reply = c.Call("stats\r\n");
+  ASSERT_TRUE(reply.ok()) << reply.status();
+  const auto stats = ParseStats(*reply);
+  const int64_t limit = StatInt(stats, "limit_maxbytes");
+  EXPECT_EQ(limit, int64_t{1} << 20);
+  EXPECT_LE(StatInt(stats, "bytes"), limit);
+  EXPECT_GT(StatInt(stats, "evictions"), 0);
+  // Nothing expired or was deleted: every item is either stored or evicted.
+  EXPECT_EQ(StatInt(stats, "curr_items") + StatInt(stats, "evictions"), kItems);
+  // The oldest item went first, the newest is intact.
+  ExpectCall(c, "get big0\r\n", "END\r\n");
+  ExpectCall(
+      c, absl::StrCat("get big", kItems - 1, "\r\n"),
+      Value(absl::StrCat("big", kItems - 1), MakeValue(10 << 10, kItems - 1)));
+}
+
 TEST_F(CachedE2eTest, DataSurvivesAcrossConnections) {
   StartServer({"-t", "4"});
   {
