@@ -19,6 +19,16 @@
 
 namespace eventide {
 namespace cached {
+namespace {
+
+// Reply bytes a connection may hold (queued in its output plus produced in
+// one read callback, which may end one item above this) before its session
+// stops starting new requests until the peer reads. Large enough that
+// pipelined small requests never stop; small enough that 1,000 clients that
+// never read hold a bounded amount.
+constexpr size_t kOutputBudget = size_t{1} << 20;
+
+}  // namespace
 
 // One worker thread: its own loop, its own queue of accepted fds, and the
 // connections it serves. Everything but Push()/Shutdown() runs on its thread.
@@ -80,6 +90,7 @@ class Worker {
     // parse it; beyond that, reading pauses (back-pressure).
     options.read_high_watermark = std::max<size_t>(
         size_t{4} << 20, server_->options_.item_size_max + (size_t{64} << 10));
+    options.write_low_watermark = kOutputBudget / 2;
     auto session = std::make_shared<Session>(
         SessionConfig{server_->store_.get(), server_, &server_->verbosity_,
                       ParserLimits{server_->options_.item_size_max,
@@ -88,6 +99,11 @@ class Worker {
     Connection::Callbacks callbacks;
     callbacks.on_read = [this, session](Connection& conn, Buffer& input) {
       OnRead(*session, conn, input);
+    };
+    // Replies stopped at the output budget continue once the peer has
+    // taken what was sent.
+    callbacks.on_drained = [this, session](Connection& conn) {
+      OnRead(*session, conn, conn.input());
     };
     callbacks.on_peer_eof = [](Connection& conn) { conn.CloseAfterFlush(); };
     callbacks.on_close = [this](Connection& conn, CloseReason,
@@ -110,13 +126,23 @@ class Worker {
   }
 
   void OnRead(Session& session, Connection& conn, Buffer& input) {
+    // Replies already queued count against the budget: a client that
+    // pipelines gets of large values but does not read its replies holds at
+    // most the budget plus one item here; the rest of its requests wait in
+    // the input buffer (bounded by the read watermark) until on_drained.
+    const size_t queued = conn.output().size();
+    if (queued >= kOutputBudget) return;
     // The session needs a contiguous view; it says how many bytes it needs
     // before the next request can complete, so a large value is pulled
     // together once, not on every read.
-    if (input.size() < session.next_read_hint()) return;
+    if (!session.has_pending_output() &&
+        input.size() < session.next_read_hint()) {
+      return;
+    }
     output_.clear();
     const absl::string_view view = input.Pullup(input.size());
-    const size_t consumed = session.Consume(view, &output_);
+    const size_t consumed =
+        session.Consume(view, &output_, kOutputBudget - queued);
     input.Consume(consumed);
     server_->bytes_read_.fetch_add(consumed, std::memory_order_relaxed);
     if (!output_.empty()) {

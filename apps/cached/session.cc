@@ -96,8 +96,17 @@ StoreMode ModeOf(Command c) {
 
 Session::Session(const SessionConfig& config) : config_(config) {}
 
-size_t Session::Consume(absl::string_view input, std::string* output) {
+size_t Session::Consume(absl::string_view input, std::string* output,
+                        size_t output_budget) {
   size_t done = 0;
+  if (pending_get_) {
+    // Replies go out in request order: finish the stopped get first.
+    std::string keys;
+    keys.swap(pending_keys_);
+    pending_get_ = false;
+    RunGet(pending_command_, pending_exptime_, keys, output, output_budget);
+    if (pending_get_) return 0;
+  }
   while (!wants_close_) {
     if (swallow_ > 0) {
       const uint64_t avail = input.size() - done;
@@ -107,6 +116,7 @@ size_t Session::Consume(absl::string_view input, std::string* output) {
       if (swallow_ > 0) break;
     }
     if (done == input.size()) break;
+    if (output->size() >= output_budget) break;  // the rest waits for a flush
     Request req;
     const ParseResult r =
         ParseRequest(input.substr(done), config_.limits, &req, scanned_);
@@ -135,7 +145,7 @@ size_t Session::Consume(absl::string_view input, std::string* output) {
         swallow_ = r.swallow;
         break;
       case ParseStatus::kRequest:
-        Execute(req, output);
+        Execute(req, output, output_budget);
         done += r.consumed;
         break;
       case ParseStatus::kNeedMore:
@@ -145,14 +155,14 @@ size_t Session::Consume(absl::string_view input, std::string* output) {
   return done;
 }
 
-void Session::Execute(const Request& req, std::string* out) {
+void Session::Execute(const Request& req, std::string* out, size_t budget) {
   Store& store = *config_.store;
   switch (req.command) {
     case Command::kGet:
     case Command::kGets:
     case Command::kGat:
     case Command::kGats:
-      ExecuteGet(req, out);
+      ExecuteGet(req, out, budget);
       return;
     case Command::kSet:
     case Command::kAdd:
@@ -240,12 +250,39 @@ void Session::Execute(const Request& req, std::string* out) {
   }
 }
 
-void Session::ExecuteGet(const Request& req, std::string* out) {
-  const bool with_cas =
-      req.command == Command::kGets || req.command == Command::kGats;
-  const bool touch =
-      req.command == Command::kGat || req.command == Command::kGats;
-  const size_t mark = out->size();
+void Session::ExecuteGet(const Request& req, std::string* out, size_t budget) {
+  // memcached looks the keys up in order and, at the first key longer than
+  // 250 bytes, drops this command's VALUE lines and answers only the error.
+  // Finding that key first lets the lookups before it still happen (hits,
+  // touches) without producing output, so a normal get can stream its VALUE
+  // blocks under the output budget instead of holding the whole reply.
+  absl::string_view scan = req.keys;
+  absl::string_view key;
+  while (NextKey(&scan, &key)) {
+    if (key.size() <= kMaxKeyLength) continue;
+    absl::string_view before =
+        req.keys.substr(0, static_cast<size_t>(key.data() - req.keys.data()));
+    const bool touch =
+        req.command == Command::kGat || req.command == Command::kGats;
+    const auto ignore = [](const ItemView&) {};
+    absl::string_view k;
+    while (NextKey(&before, &k)) {
+      if (touch) {
+        config_.store->GetAndTouch(k, req.exptime, ignore);
+      } else {
+        config_.store->Get(k, ignore);
+      }
+    }
+    out->append(kReplyBadFormat.data(), kReplyBadFormat.size());
+    return;
+  }
+  RunGet(req.command, req.exptime, req.keys, out, budget);
+}
+
+void Session::RunGet(Command command, int32_t exptime, absl::string_view keys,
+                     std::string* out, size_t budget) {
+  const bool with_cas = command == Command::kGets || command == Command::kGats;
+  const bool touch = command == Command::kGat || command == Command::kGats;
   const auto visit = [out, with_cas](const ItemView& item) {
     out->append("VALUE ");
     out->append(item.key.data(), item.key.size());
@@ -261,20 +298,23 @@ void Session::ExecuteGet(const Request& req, std::string* out) {
     out->append(item.value.data(), item.value.size());
     out->append("\r\n");
   };
-  absl::string_view keys = req.keys;
   absl::string_view key;
   while (NextKey(&keys, &key)) {
-    if (key.size() > kMaxKeyLength) {
-      // memcached drops this command's VALUE lines (the lookups before the
-      // long key have happened) and answers only the error.
-      out->resize(mark);
-      out->append(kReplyBadFormat.data(), kReplyBadFormat.size());
-      return;
-    }
     if (touch) {
-      config_.store->GetAndTouch(key, req.exptime, visit);
+      config_.store->GetAndTouch(key, exptime, visit);
     } else {
       config_.store->Get(key, visit);
+    }
+    if (out->size() >= budget) {
+      absl::string_view rest = keys;
+      absl::string_view next;
+      if (NextKey(&rest, &next)) {
+        pending_get_ = true;
+        pending_command_ = command;
+        pending_exptime_ = exptime;
+        pending_keys_.assign(keys.data(), keys.size());
+        return;
+      }
     }
   }
   out->append("END\r\n");

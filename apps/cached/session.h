@@ -20,6 +20,15 @@
 // when that is known (a storage command waiting for its data block), so the
 // transport can size or linearise its buffer.
 //
+// Output budget: a client may pipeline many `get`s of large values, or one
+// `get` naming a large value thousands of times, in a few bytes of input.
+// With an `output_budget`, Consume() starts no new request once `*output`
+// holds that many bytes and stops a multi-key get between keys; the rest of
+// the get is kept in the session (has_pending_output()) and continues, before
+// any new request, on the next Consume() call, which the transport makes
+// once it has sent what it holds (with the same or an empty input). So the
+// reply bytes held per connection stay below the budget plus one item.
+//
 // wants_close() turns true after `quit` and after a request memcached
 // answers by hanging up (a line too long, an HTTP request line). Later calls
 // consume nothing. Replies already in `*output` are valid; write them before
@@ -102,7 +111,14 @@ class Session {
   Session& operator=(const Session&) = delete;
 
   // See the header comment. Returns the number of bytes of `input` consumed.
-  size_t Consume(absl::string_view input, std::string* output);
+  // `output_budget` bounds the bytes Consume() leaves in `*output` (see
+  // "Output budget" above; the default means no bound).
+  size_t Consume(absl::string_view input, std::string* output,
+                 size_t output_budget = SIZE_MAX);
+
+  // A multi-key get stopped at the output budget; the next Consume() call
+  // continues it, even with no new input.
+  bool has_pending_output() const { return pending_get_; }
 
   bool wants_close() const { return wants_close_; }
 
@@ -113,8 +129,13 @@ class Session {
   uint64_t swallow_pending() const { return swallow_; }
 
  private:
-  void Execute(const Request& req, std::string* out);
-  void ExecuteGet(const Request& req, std::string* out);
+  void Execute(const Request& req, std::string* out, size_t budget);
+  void ExecuteGet(const Request& req, std::string* out, size_t budget);
+  // Looks up `keys` in order, appending VALUE blocks, then "END". Stops
+  // between keys once `*out` holds `budget` bytes and saves the rest in
+  // pending_*.
+  void RunGet(Command command, int32_t exptime, absl::string_view keys,
+              std::string* out, size_t budget);
   void ExecuteStats(const Request& req, std::string* out);
   void AppendGeneralStats(std::string* out);
   void AppendSettings(std::string* out);
@@ -123,6 +144,12 @@ class Session {
   uint64_t swallow_ = 0;
   size_t scanned_ = 0;
   size_t need_ = 0;
+  // A get stopped at the output budget: its command, exptime (gat/gats) and
+  // the keys not looked up yet.
+  bool pending_get_ = false;
+  Command pending_command_ = Command::kGet;
+  int32_t pending_exptime_ = 0;
+  std::string pending_keys_;
   bool wants_close_ = false;
 };
 

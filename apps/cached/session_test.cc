@@ -340,6 +340,86 @@ TEST(SessionTest, PipelinedRequestsInOnePiece) {
   EXPECT_EQ(out, expect);
 }
 
+// Drives Consume() with an output budget like the server does: each call may
+// produce at most `budget` bytes (plus one item); the "transport" then sends
+// them and calls again with what is left of the input.
+std::string FeedWithBudget(Session& session, std::string input, size_t budget,
+                           int* calls, size_t* largest) {
+  std::string all;
+  *calls = 0;
+  *largest = 0;
+  while ((!input.empty() || session.has_pending_output()) && *calls < 10000) {
+    std::string out;
+    const size_t used = session.Consume(input, &out, budget);
+    input.erase(0, used);
+    *largest = std::max(*largest, out.size());
+    all += out;
+    ++*calls;
+    if (used == 0 && out.empty()) break;  // an incomplete request is left
+  }
+  return all;
+}
+
+TEST(SessionTest, OutputBudgetStopsPipelinedGetsAndResumesInOrder) {
+  Harness bounded;
+  Harness unbounded;
+  const std::string value(100000, 'v');
+  const std::string set = absl::StrCat("set big 7 0 ", value.size(), "\r\n",
+                                       value, "\r\nset small 0 0 1\r\ns\r\n");
+  EXPECT_EQ(bounded.Feed(set), "STORED\r\nSTORED\r\n");
+  EXPECT_EQ(unbounded.Feed(set), "STORED\r\nSTORED\r\n");
+  std::string gets;
+  for (int i = 0; i < 20; ++i) gets += "get big\r\nget small\r\n";
+  gets += "incr nothing 1\r\n";
+  int calls = 0;
+  size_t largest = 0;
+  const std::string out =
+      FeedWithBudget(bounded.session(), gets, 250000, &calls, &largest);
+  EXPECT_EQ(out, unbounded.Feed(gets));
+  // 20 values of 100 kB against a 250 kB budget: several calls, each
+  // stopping within one item of the budget.
+  EXPECT_GE(calls, 7);
+  EXPECT_LE(largest, 250000 + value.size() + 100);
+}
+
+TEST(SessionTest, OutputBudgetSplitsOneMultiGetBetweenKeys) {
+  Harness bounded;
+  Harness unbounded;
+  const std::string value(50000, 'w');
+  const std::string set =
+      absl::StrCat("set w 1 0 ", value.size(), "\r\n", value, "\r\n");
+  bounded.Feed(set);
+  unbounded.Feed(set);
+  // One short line naming the same large item 100 times (5 MB of reply),
+  // then another request that must come after the whole get.
+  std::string line = "gets";
+  for (int i = 0; i < 100; ++i) line += i % 7 == 0 ? " nokey" : " w";
+  line += "\r\nversion\r\n";
+  std::string first;
+  const size_t used = bounded.session().Consume(line, &first, 200000);
+  EXPECT_TRUE(bounded.session().has_pending_output());
+  EXPECT_LT(first.size(), 200000 + value.size() + 100);
+  int calls = 0;
+  size_t largest = 0;
+  const std::string rest = FeedWithBudget(bounded.session(), line.substr(used),
+                                          200000, &calls, &largest);
+  EXPECT_FALSE(bounded.session().has_pending_output());
+  EXPECT_EQ(first + rest, unbounded.Feed(line));
+  EXPECT_LE(largest, 200000 + value.size() + 100);
+}
+
+TEST(SessionTest, MultiGetWithATooLongKeyStillAnswersOnlyTheErrorUnderBudget) {
+  Harness h;
+  h.Feed("set a 0 0 1\r\nx\r\n");
+  std::string out;
+  const std::string line = absl::StrCat("get a a ", k251, " a\r\n");
+  EXPECT_EQ(h.session().Consume(line, &out, 1), line.size());
+  EXPECT_EQ(out, "CLIENT_ERROR bad command line format\r\n");
+  EXPECT_FALSE(h.session().has_pending_output());
+  // The lookups before the long key happened, as in memcached.
+  EXPECT_EQ(h.store().GetStats().get_hits, 2u);
+}
+
 TEST(SessionTest, OversizedValueIsSwallowedAcrossCallsAndTheNextRequestWorks) {
   Harness h;
   std::string out = h.Feed("set big 0 0 3000000\r\n");
