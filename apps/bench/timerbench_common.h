@@ -1,0 +1,76 @@
+// timerbench (issue 9, part 2): the workload, the per-implementation entry
+// points and the helpers the implementations share.
+//
+// Workload, fixed by --count and --seed:
+//   phase 1 (add):    `count` timers with timeouts drawn uniformly from
+//                     1..60 s (whole milliseconds), added in index order;
+//   phase 2 (cancel): every one of them cancelled, in a second random order
+//                     (a permutation drawn from the same seeded generator);
+//   phase 3 (fire):   `count` already-due timers, armed untimed, then fired
+//                     by running the loop until all have run.
+// Each implementation runs phases 1 and 2 from inside a callback of its own
+// loop, where every library answers "now" from its per-iteration cache (as a
+// real program that arms timers from callbacks would see it), and phase 3 by
+// running its loop from the outside until it has nothing left to do.
+//
+// Every implementation allocates its watcher/handle array before timing and
+// reports ns per operation of each phase; the file of each implementation
+// says exactly what its timed sections contain.
+#ifndef EVENTIDE_APPS_BENCH_TIMERBENCH_COMMON_H_
+#define EVENTIDE_APPS_BENCH_TIMERBENCH_COMMON_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace eventide_bench {
+
+struct TimerWorkload {
+  size_t count = 0;
+  // timeout_ms[i]: the timeout of timer i in phase 1, in [1000, 60000].
+  std::vector<int64_t> timeout_ms;
+  // A permutation of 0..count-1: the order of phase 2.
+  std::vector<uint32_t> cancel_order;
+};
+
+inline constexpr int64_t kTimeoutMinMs = 1000;
+inline constexpr int64_t kTimeoutMaxMs = 60000;
+
+TimerWorkload MakeTimerWorkload(size_t count, uint64_t seed);
+
+// One repetition's result. The implementation checks its own counts and
+// returns an error (the driver exits non-zero) when a check fails.
+struct TimerRepResult {
+  double add_ns = 0;     // per timer, phase 1
+  double cancel_ns = 0;  // per timer, phase 2
+  double fire_ns = 0;    // per timer, phase 3 (loop run incl. dispatch)
+  uint64_t fired = 0;    // callbacks run in phase 3 (must equal count)
+};
+
+using TimerImplFn = absl::StatusOr<TimerRepResult> (*)(const TimerWorkload&);
+
+absl::StatusOr<TimerRepResult> RunEventideTimers(const TimerWorkload& w);
+absl::StatusOr<TimerRepResult> RunLibeventTimers(const TimerWorkload& w);
+absl::StatusOr<TimerRepResult> RunLibevTimers(const TimerWorkload& w);
+absl::StatusOr<TimerRepResult> RunLibuvTimers(const TimerWorkload& w);
+
+// steady_clock in nanoseconds.
+int64_t TimerbenchNowNs();
+
+// Brackets one timed section for callgrind. Outside valgrind these cost a
+// handful of instructions. Under
+//   valgrind --tool=callgrind --collect-atstart=no
+// only the sections are counted, and End() dumps each section's counts as
+// its own file (<out-file>.1 = add, .2 = cancel, .3 = fire per repetition).
+void SectionBegin();
+void SectionEnd(const char* name);
+
+// The error every implementation returns when its checks fail.
+absl::Status CheckFailed(const std::string& what);
+
+}  // namespace eventide_bench
+
+#endif  // EVENTIDE_APPS_BENCH_TIMERBENCH_COMMON_H_

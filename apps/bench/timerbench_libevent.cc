@@ -1,0 +1,137 @@
+// timerbench on libevent 2.1 (epoll backend, no threading):
+// event_add with a timeout / event_del, on the default min-heap (no
+// common-timeout queues: the timeouts are all different).
+//
+// Timed sections (the struct event array is allocated and zeroed before
+// timing; event_assign binds preallocated memory, as ev_timer_init does):
+//   add:    event_assign (callback, base) plus event_add(&ev, &timeout), from
+//           inside an event callback (libevent's time cache is set). Includes
+//           libevent's own min-heap growth.
+//   cancel: event_del in the second order.
+//   fire:   event_base_dispatch until the `count` due timers (timeout 0,
+//           armed untimed) have all run.
+#include <dlfcn.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <string.h>
+
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "apps/bench/timerbench_common.h"
+
+namespace eventide_bench {
+namespace {
+
+struct LibeventState {
+  event_base* base = nullptr;
+  const TimerWorkload* w = nullptr;
+  std::vector<event>* events = nullptr;
+  uint64_t wrong_fires = 0;
+  uint64_t fired = 0;
+  int64_t t0 = 0, t1 = 0, t2 = 0;
+};
+
+void WrongCb(evutil_socket_t, short, void* arg) {
+  ++static_cast<LibeventState*>(arg)->wrong_fires;
+}
+
+void FireCb(evutil_socket_t, short, void* arg) {
+  ++static_cast<LibeventState*>(arg)->fired;
+}
+
+void KickCb(evutil_socket_t, short, void* arg) {
+  LibeventState& s = *static_cast<LibeventState*>(arg);
+  const TimerWorkload& w = *s.w;
+  event* events = s.events->data();
+  SectionBegin();
+  s.t0 = TimerbenchNowNs();
+  for (size_t i = 0; i < w.count; ++i) {
+    event_assign(&events[i], s.base, -1, 0, WrongCb, &s);
+    const timeval tv{static_cast<time_t>(w.timeout_ms[i] / 1000),
+                     static_cast<suseconds_t>(w.timeout_ms[i] % 1000 * 1000)};
+    event_add(&events[i], &tv);
+  }
+  s.t1 = TimerbenchNowNs();
+  SectionEnd("add");
+  SectionBegin();
+  for (size_t j = 0; j < w.count; ++j) event_del(&events[w.cancel_order[j]]);
+  s.t2 = TimerbenchNowNs();
+  SectionEnd("cancel");
+}
+
+// Debian's libev.so exports libevent's API too (its emulation layer); if it
+// comes first in the link, event_add & co. silently bind to libev and the
+// program crashes or measures the wrong library. Refuse to run then.
+bool BoundToRealLibevent() {
+  Dl_info info;
+  if (dladdr(reinterpret_cast<void*>(&event_base_new), &info) == 0 ||
+      info.dli_fname == nullptr) {
+    return false;
+  }
+  return strstr(info.dli_fname, "libevent") != nullptr;
+}
+
+}  // namespace
+
+absl::StatusOr<TimerRepResult> RunLibeventTimers(const TimerWorkload& w) {
+  if (!BoundToRealLibevent()) {
+    return CheckFailed(
+        "libevent: event_base_new is not libevent's (libev's "
+        "emulation linked first?)");
+  }
+  event_config* config = event_config_new();
+  event_config_avoid_method(config, "select");
+  event_config_avoid_method(config, "poll");
+  event_base* base = event_base_new_with_config(config);
+  event_config_free(config);
+  if (base == nullptr) return CheckFailed("libevent: no epoll event_base");
+  if (strcmp(event_base_get_method(base), "epoll") != 0) {
+    event_base_free(base);
+    return CheckFailed("libevent: backend is not epoll");
+  }
+  std::vector<event> events(w.count);
+  LibeventState s;
+  s.base = base;
+  s.w = &w;
+  s.events = &events;
+
+  event kick;
+  event_assign(&kick, base, -1, 0, KickCb, &s);
+  const timeval zero{0, 0};
+  event_add(&kick, &zero);
+  event_base_dispatch(base);
+  // 1: no events left, so nothing was left registered by the cancel phase.
+  const bool left_over = event_base_loop(base, EVLOOP_NONBLOCK) != 1;
+
+  for (size_t i = 0; i < w.count; ++i) {
+    event_assign(&events[i], base, -1, 0, FireCb, &s);
+    event_add(&events[i], &zero);
+  }
+  SectionBegin();
+  const int64_t t3 = TimerbenchNowNs();
+  event_base_dispatch(base);
+  const int64_t t4 = TimerbenchNowNs();
+  SectionEnd("fire");
+  event_base_free(base);
+
+  if (left_over) return CheckFailed("libevent: events left after cancel");
+  if (s.wrong_fires != 0) {
+    return CheckFailed(
+        absl::StrCat("libevent: ", s.wrong_fires, " cancelled timers fired"));
+  }
+  if (s.fired != w.count) {
+    return CheckFailed(absl::StrCat("libevent: fired ", s.fired, " of ",
+                                    w.count, " due timers"));
+  }
+  const double n = static_cast<double>(w.count);
+  TimerRepResult r;
+  r.add_ns = (s.t1 - s.t0) / n;
+  r.cancel_ns = (s.t2 - s.t1) / n;
+  r.fire_ns = (t4 - t3) / n;
+  r.fired = s.fired;
+  return r;
+}
+
+}  // namespace eventide_bench
