@@ -170,7 +170,14 @@ class NotifyQueue {
   //     a Push() blocked on a full queue).
   //   - ResourceExhausted: full and FullPolicy::kFail.
   // On failure `item` is destroyed when Push() returns (outside the lock).
-  absl::Status Push(T item) {
+  absl::Status Push(T item) { return Emplace(std::move(item)); }
+
+  // As Push(), but constructs the item in the queue from `args` under the
+  // lock, saving the move into Push()'s parameter (for a type-erased T such
+  // as absl::AnyInvocable, a move is an indirect call). On failure nothing
+  // is constructed and `args` are untouched.
+  template <typename... Args>
+  absl::Status Emplace(Args&&... args) {
     bool wake;
     {
       std::unique_lock<std::mutex> lock(mu_);
@@ -199,7 +206,7 @@ class NotifyQueue {
         not_full_.wait(lock);
         --blocked_pushers_;
       }
-      items_.push_back(std::move(item));
+      items_.emplace_back(std::forward<Args>(args)...);
       wake = StartWakeLocked();
     }
     if (wake) FinishWake();
@@ -233,15 +240,51 @@ class NotifyQueue {
   // If closed() was true before the call, this Drain() returns every item
   // that will ever be in the queue.
   size_t Drain(absl::FunctionRef<void(T&&)> fn) {
-#ifndef NDEBUG
-    if (drain_thread_.exchange(std::this_thread::get_id(),
-                               std::memory_order_relaxed) !=
-        std::thread::id()) {
-      mtqueue_internal::DieOnMisuse(
-          "NotifyQueue::Drain called while another Drain() runs (concurrent "
-          "consumers, or Drain() from inside a Drain() callback)");
+    EnterDrain();
+    std::vector<T> batch = std::move(spare_);
+    spare_.clear();
+    TakeBatch(&batch);
+    const size_t n = batch.size();
+    for (T& item : batch) fn(std::move(item));
+    batch.clear();  // destroys whatever fn left behind
+    // Keep the buffer for the next batch unless a burst left it much larger
+    // than the traffic needs.
+    if (batch.capacity() <= kKeptCapacity || n * 4 >= batch.capacity()) {
+      spare_ = std::move(batch);
     }
-#endif
+    LeaveDrain();
+    return n;
+  }
+
+  // Consumer only. As Drain(), but hands the whole batch over instead of
+  // calling a function per item: appends every queued item to *out, in queue
+  // order, and returns how many. When *out is empty (the usual case) this is
+  // a swap: no item is moved, and *out's old buffer becomes the queue's, so
+  // a consumer that keeps its vectors' capacity allocates nothing.
+  size_t DrainTo(std::vector<T>* out) {
+    EnterDrain();
+    if (out->empty()) {
+      TakeBatch(out);
+      LeaveDrain();
+      return out->size();
+    }
+    std::vector<T> batch = std::move(spare_);
+    spare_.clear();
+    TakeBatch(&batch);
+    const size_t n = batch.size();
+    for (T& item : batch) out->push_back(std::move(item));
+    batch.clear();
+    if (batch.capacity() <= kKeptCapacity || n * 4 >= batch.capacity()) {
+      spare_ = std::move(batch);
+    }
+    LeaveDrain();
+    return n;
+  }
+
+ private:
+  // Consumer only: clears the pending wake-up and swaps the queued items
+  // into *batch (which must be empty).
+  void TakeBatch(std::vector<T>* batch) {
     // Order matters. The fd is emptied BEFORE the pending flag is reset
     // under the lock. A push that lands after our reset sets the flag again
     // and writes, so the fd is readable for it. A push that lands between
@@ -261,36 +304,43 @@ class NotifyQueue {
       absl::Status s = notifier_.Clear();
       if (!s.ok()) mtqueue_internal::DieOnNotifierError("Drain: clear", s);
     }
-    // The batch reuses the capacity of the previous batch, so in steady
-    // state neither producers nor the consumer allocate.
-    std::vector<T> batch = std::move(spare_);
-    spare_.clear();
+    // The batch brings an empty buffer (the previous batch's, in steady
+    // state) that becomes the queue's, so neither producers nor the
+    // consumer allocate.
     bool rearm = false;
     bool release_pushers;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      items_.swap(batch);
+      items_.swap(*batch);
       wake_pending_ = false;
       rearm = !closed_before && closed_.load(std::memory_order_relaxed);
       release_pushers = blocked_pushers_ != 0;
     }
     if (rearm) Wake();
     if (release_pushers) not_full_.notify_all();
-
-    const size_t n = batch.size();
-    for (T& item : batch) fn(std::move(item));
-    batch.clear();  // destroys whatever fn left behind
-    // Keep the buffer for the next batch unless a burst left it much larger
-    // than the traffic needs.
-    if (batch.capacity() <= kKeptCapacity || n * 4 >= batch.capacity()) {
-      spare_ = std::move(batch);
-    }
-#ifndef NDEBUG
-    drain_thread_.store(std::thread::id(), std::memory_order_relaxed);
-#endif
-    return n;
   }
 
+#ifndef NDEBUG
+  // Marks this thread as the one inside Drain()/DrainTo(); aborts if another
+  // is (concurrent consumers, or a Drain() from inside a Drain() callback).
+  void EnterDrain() {
+    if (drain_thread_.exchange(std::this_thread::get_id(),
+                               std::memory_order_relaxed) !=
+        std::thread::id()) {
+      mtqueue_internal::DieOnMisuse(
+          "NotifyQueue::Drain called while another Drain() runs (concurrent "
+          "consumers, or Drain() from inside a Drain() callback)");
+    }
+  }
+  void LeaveDrain() {
+    drain_thread_.store(std::thread::id(), std::memory_order_relaxed);
+  }
+#else
+  void EnterDrain() {}
+  void LeaveDrain() {}
+#endif
+
+ public:
   // Any thread; idempotent. Rejects later pushes, releases producers blocked
   // in Push() (they get FailedPrecondition), and makes fd() readable for
   // good. Items already queued stay drainable.

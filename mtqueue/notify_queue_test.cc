@@ -165,6 +165,42 @@ TEST_P(NotifyQueueTest, PushWakesAndDrainReturnsItemsInOrder) {
   EXPECT_EQ(DrainInts(*q), (std::vector<int>{6}));
 }
 
+TEST_P(NotifyQueueTest, EmplaceAndDrainToHandOverTheBatch) {
+  auto q = MakeQueue<std::unique_ptr<int>>(Options());
+  ASSERT_NE(q, nullptr);
+  ASSERT_TRUE(q->Emplace(new int(1)).ok());
+  ASSERT_TRUE(q->Emplace(std::make_unique<int>(2)).ok());
+  EXPECT_EQ(q->notifications_written(), 1u);
+  EXPECT_TRUE(Readable(q->fd()));
+
+  // Into an empty vector: the batch itself, in order; the wake-up is cleared.
+  std::vector<std::unique_ptr<int>> out;
+  EXPECT_EQ(q->DrainTo(&out), 2u);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(*out[0], 1);
+  EXPECT_EQ(*out[1], 2);
+  EXPECT_FALSE(Readable(q->fd()));
+  EXPECT_EQ(q->size(), 0u);
+
+  // Into a non-empty vector: appended after what is there.
+  ASSERT_TRUE(q->Emplace(new int(3)).ok());
+  EXPECT_TRUE(Readable(q->fd()));
+  EXPECT_EQ(q->DrainTo(&out), 1u);
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_EQ(*out[2], 3);
+  EXPECT_FALSE(Readable(q->fd()));
+
+  // An empty DrainTo leaves the vector alone; Emplace after Close fails.
+  EXPECT_EQ(q->DrainTo(&out), 0u);
+  EXPECT_EQ(out.size(), 3u);
+  q->Close();
+  auto kept = std::make_unique<int>(4);
+  EXPECT_EQ(q->Emplace(std::move(kept)).code(),
+            absl::StatusCode::kFailedPrecondition);
+  ASSERT_NE(kept, nullptr);  // a failed Emplace leaves its argument alone
+  EXPECT_EQ(*kept, 4);
+}
+
 TEST_P(NotifyQueueTest, BurstOfTenThousandPushesWritesOnce) {
   auto q = MakeQueue<int>(Options());
   ASSERT_NE(q, nullptr);
