@@ -158,7 +158,10 @@ absl::Status Buffer::Append(Buffer&& other) {
 
 absl::Span<char> Buffer::Reserve(size_t n) {
   if (n > room()) return {};
-  if (blocks_.empty() || blocks_.back().free_tail() < n) {
+  // A read-only tail (adopted or external) gets a new block even for n == 0:
+  // the span must point into writable memory, never at null + end.
+  if (blocks_.empty() || !blocks_.back().writable() ||
+      blocks_.back().free_tail() < n) {
     if (!blocks_.empty() && blocks_.back().readable() == 0) blocks_.pop_back();
     AddBlock(std::max(n, kMinBlockSize));
   }

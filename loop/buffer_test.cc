@@ -246,6 +246,24 @@ TEST(BufferTest, ReserveAndCommitWriteInPlace) {
   EXPECT_EQ(b.Find("Ez"), 5u);
 }
 
+// Found by //loop:buffer_fuzzer: Reserve(0) behind an adopted or external
+// block returned a span at null + offset (UB) instead of writable memory.
+TEST(BufferTest, ReserveZeroAfterReadOnlyBlockGivesWritableSpace) {
+  Buffer b;
+  ASSERT_TRUE(b.Append(std::string(Buffer::kAdoptThreshold, 'a')).ok());
+  absl::Span<char> space = b.Reserve(0);
+  ASSERT_NE(space.data(), nullptr);
+  ASSERT_GE(space.size(), 1u);
+  space[0] = 'b';
+  b.Commit(1);
+  static const char kExternal[] = "ext";
+  ASSERT_TRUE(b.AppendExternal(kExternal, nullptr).ok());
+  space = b.Reserve(0);
+  ASSERT_NE(space.data(), nullptr);
+  b.Commit(0);
+  EXPECT_EQ(b.ToString(), std::string(Buffer::kAdoptThreshold, 'a') + "bext");
+}
+
 TEST(BufferTest, ReadFromFillsFreeSpaceAndReportsEofAndAgain) {
   int sv[2];
   ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
