@@ -4,6 +4,7 @@
 #include <limits>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
@@ -100,6 +101,47 @@ TEST(MonoTimeTest, HugeFiniteDurationsSaturate) {
             MonoTime::Min());
   EXPECT_EQ(MonoTime::Max() + absl::Nanoseconds(1), MonoTime::Max());
   EXPECT_EQ(MonoTime::Min() - absl::Nanoseconds(1), MonoTime::Min());
+}
+
+// The inline fast path of MonoTime + Duration must agree with the exact
+// Duration arithmetic everywhere, around its bounds included.
+TEST(MonoTimeTest, AddingMatchesExactArithmetic) {
+  const int64_t kMax = std::numeric_limits<int64_t>::max();
+  const std::vector<absl::Duration> durations = {
+      absl::ZeroDuration(),
+      absl::Nanoseconds(1),
+      absl::Nanoseconds(1) / 4,
+      absl::Nanoseconds(7) / 4,
+      absl::Milliseconds(1500),
+      absl::Seconds(59) + absl::Nanoseconds(999999999),
+      absl::Seconds(8999999999) + absl::Nanoseconds(999999999),
+      absl::Seconds(9000000000),
+      absl::Seconds(9223372036),
+      absl::Seconds(9223372037),
+      -absl::Nanoseconds(1),
+      -absl::Nanoseconds(1) / 4,
+      -absl::Milliseconds(1500),
+      absl::InfiniteDuration(),
+      -absl::InfiniteDuration(),
+  };
+  const std::vector<int64_t> starts = {0,        1,    -1000, 123456789012345,
+                                       kMax - 5, -kMax};
+  for (int64_t start : starts) {
+    for (absl::Duration d : durations) {
+      const absl::Duration exact =
+          absl::Nanoseconds(start) + absl::Trunc(d, absl::Nanoseconds(1));
+      int64_t want;
+      if (exact >= absl::Nanoseconds(kMax)) {
+        want = kMax;
+      } else if (exact <= absl::Nanoseconds(-kMax - 1)) {
+        want = -kMax - 1;
+      } else {
+        want = absl::ToInt64Nanoseconds(exact);
+      }
+      EXPECT_EQ((MonoTime::FromNanos(start) + d).nanos(), want)
+          << start << " + " << d;
+    }
+  }
 }
 
 TEST(MonoTimeTest, MaxIsNotSticky) {

@@ -675,10 +675,23 @@ bool EventLoop::CollectSignals() {
 }
 
 void EventLoop::CollectTimers(MonoTime now) {
-  while (!timers_.empty() && timers_.TopKey() <= now) {
-    const MonoTime deadline = timers_.TopKey();
-    const uint32_t index = timers_.TopPayload();
+  if (timers_.empty() || now < timers_.TopKey()) return;
+  // All due entries leave the heap at once, in firing order (PopDue turns a
+  // large batch into one pass instead of a sift per timer); the ones that
+  // must stay armed go back in with a fresh handle. Their new deadlines are
+  // all after `now`, so re-adding them cannot make them due in this pass,
+  // and they are re-added in the order a Reschedule per pop used to give.
+  due_timers_.clear();
+  timers_.PopDue(now, &due_timers_);
+  // Most timers run at normal priority: room for all of them at once, not
+  // a doubling (and a copy) per power of two of a large batch.
+  pending_[static_cast<int>(Priority::kNormal)].Reserve(due_timers_.size());
+  uint64_t fired = 0;
+  for (const std::pair<MonoTime, uint32_t>& entry : due_timers_) {
+    const MonoTime deadline = entry.first;
+    const uint32_t index = entry.second;
     Slot& s = slots_[index];
+    s.timer_armed = false;
     if (s.timeout_extension_ns > 0) {
       // An io inactivity deadline that readiness pushed out since it was
       // armed: move the heap entry there instead of firing, unless that too
@@ -690,7 +703,8 @@ void EventLoop::CollectTimers(MonoTime now) {
       }
       s.timeout_extension_ns = 0;
       if (MonoTime::FromNanos(due) > now) {
-        timers_.Reschedule(s.timer, MonoTime::FromNanos(due));
+        s.timer = timers_.Push(MonoTime::FromNanos(due), index);
+        s.timer_armed = true;
         continue;
       }
     }
@@ -701,15 +715,14 @@ void EventLoop::CollectTimers(MonoTime now) {
         const int64_t behind = (now - deadline) / s.period;
         next = deadline + s.period * (behind + 1);
       }
-      timers_.Reschedule(s.timer, next);
-    } else {
-      timers_.Pop();
-      s.timer_armed = false;
+      s.timer = timers_.Push(next, index);
+      s.timer_armed = true;
     }
     pending_[static_cast<int>(s.priority)].push_back(
         {index, s.epoch, 0, s.kind == SlotKind::kIo, false, &s});
-    ++stats_.timers_fired;
+    ++fired;
   }
+  stats_.timers_fired += fired;
 }
 
 void EventLoop::Dispatch() {
@@ -733,6 +746,18 @@ void EventLoop::Dispatch() {
         running_slot_ = kNoSlot;
         ++stats_.callbacks_run;
         if (s.release_requested) FreeSlot(p.slot);
+        continue;
+      }
+      // The same for a live timer (the common case of CollectTimers): what
+      // Invoke() would do for one, without its switch and re-lookup.
+      if (s.kind == SlotKind::kTimer && s.epoch == p.epoch && !timing) {
+        running_slot_ = p.slot;
+        s.task_cb();
+        running_slot_ = kNoSlot;
+        ++stats_.callbacks_run;
+        if (s.release_requested || (s.loop_owned && !s.timer_armed)) {
+          FreeSlot(p.slot);
+        }
         continue;
       }
       Invoke(p);

@@ -47,6 +47,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/functional/any_invocable.h"
@@ -493,6 +494,8 @@ class EventLoop {
   std::vector<Task> posted_batch_;
   std::vector<Task> running_tasks_;  // scratch for RunTasks, reused
   std::vector<int> signal_batch_;    // scratch for SignalSource::ReadPending
+  // Scratch for CollectTimers: (deadline, slot) of the timers due this pass.
+  std::vector<std::pair<MonoTime, uint32_t>> due_timers_;
   std::vector<uint32_t> idle_slots_;
 
   size_t active_io_ = 0;

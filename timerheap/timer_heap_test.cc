@@ -51,6 +51,99 @@ TYPED_TEST(TimerHeapTest, StartsEmpty) {
   EXPECT_VALID(heap);
 }
 
+// PopDue must hand out exactly what repeated Pop() calls give, in the same
+// order, on both of its paths: one-by-one pops (few due) and the one-pass
+// partition (most due, or the last array element due), with many equal keys
+// so that the FIFO tie-break decides much of the order. What stays must be
+// a valid heap whose handles still work.
+TYPED_TEST(TimerHeapTest, PopDueMatchesRepeatedPop) {
+  using Heap = typename TestFixture::template Heap<std::unique_ptr<int>>;
+  using Handle = typename Heap::Handle;
+  std::mt19937_64 rng(11);
+  for (int round = 0; round < 60; ++round) {
+    const int n = 1 + static_cast<int>(rng() % 3000);
+    const int64_t spread = 1 + static_cast<int64_t>(rng() % 200);
+    const int64_t limit = static_cast<int64_t>(rng() % (spread + 2)) - 1;
+    const uint64_t seed = rng();
+    // The same operations on both heaps: pushes, then cancellations and
+    // reschedules so that the array is not in push order.
+    auto build = [&](Heap* heap, std::vector<Handle>* handles) {
+      std::mt19937_64 ops(seed);
+      for (int i = 0; i < n; ++i) {
+        const int64_t key = static_cast<int64_t>(ops() % spread);
+        handles->push_back(heap->Push(key, std::make_unique<int>(i)));
+      }
+      for (int i = 0; i < n; i += 1 + static_cast<int>(ops() % 9)) {
+        if (ops() % 2 == 0) {
+          ASSERT_TRUE(heap->Cancel((*handles)[i]));
+        } else {
+          ASSERT_TRUE(heap->Reschedule((*handles)[i],
+                                       static_cast<int64_t>(ops() % spread)));
+        }
+      }
+    };
+    Heap heap, twin;
+    std::vector<Handle> handles, twin_handles;
+    build(&heap, &handles);
+    build(&twin, &twin_handles);
+
+    std::vector<std::pair<int64_t, std::unique_ptr<int>>> got;
+    const size_t count = heap.PopDue(limit, &got);
+    ASSERT_EQ(count, got.size());
+    size_t i = 0;
+    while (!twin.empty() && twin.TopKey() <= limit) {
+      auto [key, payload] = twin.Pop();
+      ASSERT_LT(i, got.size()) << "round " << round;
+      EXPECT_EQ(got[i].first, key) << "round " << round << " at " << i;
+      EXPECT_EQ(*got[i].second, *payload) << "round " << round << " at " << i;
+      ++i;
+    }
+    EXPECT_EQ(i, got.size()) << "round " << round;
+    EXPECT_VALID(heap);
+    ASSERT_EQ(heap.size(), twin.size());
+    for (size_t h = 0; h < handles.size(); ++h) {
+      EXPECT_EQ(heap.Contains(handles[h]), twin.Contains(twin_handles[h]));
+    }
+    // The rest pops in the same order too, and a reused slot does not
+    // revive a handle PopDue made stale.
+    heap.Push(limit, std::make_unique<int>(-1));
+    twin.Push(limit, std::make_unique<int>(-1));
+    for (size_t h = 0; h < handles.size(); ++h) {
+      EXPECT_EQ(heap.Contains(handles[h]), twin.Contains(twin_handles[h]));
+    }
+    while (!twin.empty()) {
+      auto a = heap.Pop();
+      auto b = twin.Pop();
+      EXPECT_EQ(a.first, b.first);
+      EXPECT_EQ(*a.second, *b.second);
+    }
+    EXPECT_TRUE(heap.empty());
+    EXPECT_VALID(heap);
+  }
+}
+
+// Many timers due at one instant, armed in turn (the array lies in firing
+// order): the one-pass path gives them back in FIFO order and shrinks the
+// heap's memory back down.
+TYPED_TEST(TimerHeapTest, PopDueDrainsAnInstantInFifoOrder) {
+  typename TestFixture::IntHeap heap;
+  constexpr int kCount = 20000;
+  heap.Push(6, kCount);  // the survivor, in the lowest slot
+  for (int i = 0; i < kCount; ++i) heap.Push(5, i);
+  std::vector<std::pair<int64_t, int>> got;
+  EXPECT_EQ(heap.PopDue(4, &got), 0u);
+  EXPECT_EQ(heap.PopDue(5, &got), static_cast<size_t>(kCount));
+  ASSERT_EQ(got.size(), static_cast<size_t>(kCount));
+  for (int i = 0; i < kCount; ++i) {
+    ASSERT_EQ(got[i].second, i);
+    ASSERT_EQ(got[i].first, 5);
+  }
+  ASSERT_EQ(heap.size(), 1u);
+  EXPECT_EQ(heap.TopPayload(), kCount);
+  EXPECT_LT(heap.MemoryBytes(), 64u * 1024u);
+  EXPECT_VALID(heap);
+}
+
 TYPED_TEST(TimerHeapTest, PopsInKeyOrder) {
   typename TestFixture::IntHeap heap;
   std::mt19937_64 rng(7);
