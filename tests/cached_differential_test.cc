@@ -42,8 +42,6 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "tests/cached_test_util.h"
@@ -405,18 +403,6 @@ absl::StatusOr<std::string> Exchange(Side& side, const Step& step) {
     }
   }
   return replies;
-}
-
-std::map<std::string, std::string> ParseStats(absl::string_view reply) {
-  std::map<std::string, std::string> stats;
-  for (absl::string_view line : absl::StrSplit(reply, "\r\n")) {
-    if (!absl::ConsumePrefix(&line, "STAT ")) continue;
-    const size_t space = line.find(' ');
-    if (space == absl::string_view::npos) continue;
-    stats[std::string(line.substr(0, space))] =
-        std::string(line.substr(space + 1));
-  }
-  return stats;
 }
 
 class CachedDifferentialTest : public ::testing::Test {

@@ -31,7 +31,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
@@ -67,18 +66,6 @@ std::string MakeValue(size_t size, uint32_t seed) {
     v[i] = static_cast<char>(x >> 24);
   }
   return v;
-}
-
-std::map<std::string, std::string> ParseStats(absl::string_view reply) {
-  std::map<std::string, std::string> stats;
-  for (absl::string_view line : absl::StrSplit(reply, "\r\n")) {
-    if (!absl::ConsumePrefix(&line, "STAT ")) continue;
-    const size_t space = line.find(' ');
-    if (space == absl::string_view::npos) continue;
-    stats[std::string(line.substr(0, space))] =
-        std::string(line.substr(space + 1));
-  }
-  return stats;
 }
 
 int64_t StatInt(const std::map<std::string, std::string>& stats,

@@ -25,8 +25,6 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
@@ -38,6 +36,7 @@ namespace fault_test {
 namespace {
 
 using cached_test::Client;
+using cached_test::ParseStats;
 using cached_test::Printable;
 using cached_test::ServerProcess;
 
@@ -57,18 +56,6 @@ std::string Value(absl::string_view key, absl::string_view value) {
 // Binary value of `size` bytes depending on `seed`.
 std::string MakeValue(size_t size, uint32_t seed) {
   return RandomBytes(size, 0x5eed0000u + seed);
-}
-
-std::map<std::string, std::string> ParseStats(absl::string_view reply) {
-  std::map<std::string, std::string> stats;
-  for (absl::string_view line : absl::StrSplit(reply, "\r\n")) {
-    if (!absl::ConsumePrefix(&line, "STAT ")) continue;
-    const size_t space = line.find(' ');
-    if (space == absl::string_view::npos) continue;
-    stats[std::string(line.substr(0, space))] =
-        std::string(line.substr(space + 1));
-  }
-  return stats;
 }
 
 class CachedFaultTest : public ::testing::Test {
@@ -170,15 +157,6 @@ class CachedFaultTest : public ::testing::Test {
 
   std::unique_ptr<ServerProcess> server_;
 };
-
-// Memory bounds are stated for a plain build; sanitizers add redzones and
-// shadow memory.
-// ASan: redzones and 1/8 shadow; TSan: its shadow is several times the
-// application memory it covers.
-int64_t ScaledKb(int64_t kb) {
-  if (UnderTsan()) return kb * 5;
-  return UnderAsan() ? kb * 2 : kb;
-}
 
 TEST_F(CachedFaultTest, ThousandIdleConnectionsThenNewClientIsServed) {
   StartServer({"-t", "2", "-c", "2000"});
@@ -285,13 +263,7 @@ TEST_F(CachedFaultTest, OutOfFileDescriptorsNoBusyLoopAndRecovers) {
   };
   // Wait until the server is out of fds: the count of served clients
   // stops growing (bounded).
-  int last = -1, now = collect();
-  const absl::Time settle = absl::Now() + absl::Seconds(15);
-  while (now != last && absl::Now() < settle) {
-    absl::SleepFor(absl::Milliseconds(500));
-    last = now;
-    now = collect();
-  }
+  int now = WaitUntilStable(collect, absl::Seconds(15));
   ASSERT_GT(now, 0);
   ASSERT_LT(now, kClients) << "the server never ran out of fds";
   absl::StatusOr<int> fds = OpenFdCount(server_->pid());
@@ -305,13 +277,7 @@ TEST_F(CachedFaultTest, OutOfFileDescriptorsNoBusyLoopAndRecovers) {
   std::cerr << "out of fds: " << now << " of " << kClients
             << " served, server CPU " << *share * 100 << "%\n";
   // Free 10 fds: pending clients are served again.
-  int closed = 0;
-  for (int i = 0; i < kClients && closed < 10; ++i) {
-    if (served[i]) {
-      clients[i].Close();
-      ++closed;
-    }
-  }
+  CloseServed(clients, served, 10);
   const int before = now;
   EXPECT_TRUE(WaitFor([&] { return (now = collect()) >= before + 5; },
                       absl::Seconds(10), absl::Milliseconds(100)))

@@ -645,5 +645,17 @@ std::string Printable(absl::string_view data, size_t max_len) {
   return out;
 }
 
+std::map<std::string, std::string> ParseStats(absl::string_view reply) {
+  std::map<std::string, std::string> stats;
+  for (absl::string_view line : absl::StrSplit(reply, "\r\n")) {
+    if (!absl::ConsumePrefix(&line, "STAT ")) continue;
+    const size_t space = line.find(' ');
+    if (space == absl::string_view::npos) continue;
+    stats[std::string(line.substr(0, space))] =
+        std::string(line.substr(space + 1));
+  }
+  return stats;
+}
+
 }  // namespace cached_test
 }  // namespace eventide

@@ -27,6 +27,7 @@
 
 #include <sys/types.h>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -205,6 +206,10 @@ size_t CompleteReplyLength(absl::string_view data);
 // `data` with control and non-ASCII bytes escaped (\r, \n, \xNN), cut to
 // `max_len` characters: for readable failure messages.
 std::string Printable(absl::string_view data, size_t max_len = 400);
+
+// The "STAT name value" lines of a "stats" reply as name -> value (the rest
+// of the line after the first space). Other lines are skipped.
+std::map<std::string, std::string> ParseStats(absl::string_view reply);
 
 }  // namespace cached_test
 }  // namespace eventide

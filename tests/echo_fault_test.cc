@@ -44,13 +44,6 @@ std::string EchoPath() {
   return path.ok() ? *path : "";
 }
 
-// ASan: redzones and 1/8 shadow; TSan: its shadow is several times the
-// application memory it covers.
-int64_t ScaledKb(int64_t kb) {
-  if (UnderTsan()) return kb * 5;
-  return UnderAsan() ? kb * 2 : kb;
-}
-
 // Writes `data` without reading anything back, until the kernel stops
 // taking bytes for `stall` or all is sent or `deadline`. Returns bytes sent.
 size_t WriteWithoutReading(int fd, absl::string_view data, absl::Duration stall,
@@ -197,13 +190,7 @@ TEST_F(EchoFaultTest, OutOfFileDescriptorsNoBusyLoopAndRecovers) {
     }
     return n;
   };
-  int last = -1, now = collect();
-  const absl::Time settle = absl::Now() + absl::Seconds(15);
-  while (now != last && absl::Now() < settle) {
-    absl::SleepFor(absl::Milliseconds(500));
-    last = now;
-    now = collect();
-  }
+  int now = WaitUntilStable(collect, absl::Seconds(15));
   ASSERT_GT(now, 0);
   ASSERT_LT(now, kClients) << "the server never ran out of fds";
   EXPECT_GE(Fds(), kFdLimit - 2);
@@ -213,13 +200,7 @@ TEST_F(EchoFaultTest, OutOfFileDescriptorsNoBusyLoopAndRecovers) {
   EXPECT_LT(*share, 0.2) << "CPU share while out of fds";
   std::cerr << "out of fds: " << now << " of " << kClients
             << " served, server CPU " << *share * 100 << "%\n";
-  int closed = 0;
-  for (int i = 0; i < kClients && closed < 10; ++i) {
-    if (served[i]) {
-      clients[i].Close();
-      ++closed;
-    }
-  }
+  CloseServed(clients, served, 10);
   const int before = now;
   EXPECT_TRUE(WaitFor([&] { return (now = collect()) >= before + 5; },
                       absl::Seconds(10), absl::Milliseconds(100)))

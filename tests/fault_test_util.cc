@@ -14,6 +14,7 @@
 #include <random>
 #include <sstream>
 
+#include "absl/base/config.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -24,32 +25,25 @@
 namespace eventide {
 namespace fault_test {
 
-bool UnderAsan() {
-#if defined(__SANITIZE_ADDRESS__)
-  return true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-  return true;
+// absl/base/config.h detects both with GCC's __SANITIZE_* macros and
+// Clang's __has_feature.
+#ifdef ABSL_HAVE_ADDRESS_SANITIZER
+constexpr bool kBuiltWithAsan = true;
 #else
-  return false;
+constexpr bool kBuiltWithAsan = false;
 #endif
+#ifdef ABSL_HAVE_THREAD_SANITIZER
+constexpr bool kBuiltWithTsan = true;
 #else
-  return false;
+constexpr bool kBuiltWithTsan = false;
 #endif
-}
 
-bool UnderTsan() {
-#if defined(__SANITIZE_THREAD__)
-  return true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-  return true;
-#else
-  return false;
-#endif
-#else
-  return false;
-#endif
+bool UnderAsan() { return kBuiltWithAsan; }
+bool UnderTsan() { return kBuiltWithTsan; }
+
+int64_t ScaledKb(int64_t kb) {
+  if (UnderTsan()) return kb * 5;
+  return UnderAsan() ? kb * 2 : kb;
 }
 
 void SetChildSanitizerOptions() {
@@ -168,6 +162,19 @@ std::string RandomBytes(size_t n, uint64_t seed) {
     }
   }
   return out;
+}
+
+int CloseServed(std::vector<cached_test::Client>& clients,
+                const std::vector<bool>& served, int n) {
+  int closed = 0;
+  for (size_t i = 0; i < clients.size() && i < served.size() && closed < n;
+       ++i) {
+    if (served[i]) {
+      clients[i].Close();
+      ++closed;
+    }
+  }
+  return closed;
 }
 
 void AbortiveClose(cached_test::Client& client) {

@@ -30,6 +30,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "tests/cached_test_util.h"
 
@@ -41,6 +42,11 @@ namespace fault_test {
 bool UnderAsan();
 bool UnderTsan();
 inline bool UnderSanitizer() { return UnderAsan() || UnderTsan(); }
+
+// A memory bound in KiB stated for a plain build, scaled for this build:
+// ASan adds redzones and 1/8 shadow (x2); TSan's shadow is several times the
+// application memory it covers (x5).
+int64_t ScaledKb(int64_t kb);
 
 // Under ASan, appends quarantine_size_mb=16 to ASAN_OPTIONS so that server
 // children started afterwards do not hold up to 256 MB of freed memory in
@@ -65,6 +71,12 @@ absl::StatusOr<int> OpenFdCount(pid_t pid);
 
 // `n` pseudo-random bytes, the same for the same seed (std::mt19937_64).
 std::string RandomBytes(size_t n, uint64_t seed);
+
+// Closes the first `n` clients whose entry in `served` is true (in index
+// order), freeing their connections in the server. Returns how many it
+// closed.
+int CloseServed(std::vector<cached_test::Client>& clients,
+                const std::vector<bool>& served, int n);
 
 // Sets SO_LINGER {on, 0} and closes: the kernel sends RST instead of FIN and
 // discards unsent data.
@@ -109,6 +121,24 @@ bool WaitFor(Pred pred, absl::Duration timeout,
     if (absl::Now() >= deadline) return false;
     absl::SleepFor(step);
   }
+}
+
+// Calls `count` now and then every `step` until two answers in a row agree
+// or `timeout` passes; returns its last answer. For "wait until the server
+// stops making progress", e.g. until it has run out of fds and no further
+// client gets served.
+template <typename Count>
+int WaitUntilStable(Count count, absl::Duration timeout,
+                    absl::Duration step = absl::Milliseconds(500)) {
+  int last = -1;
+  int now = count();
+  const absl::Time deadline = absl::Now() + timeout;
+  while (now != last && absl::Now() < deadline) {
+    absl::SleepFor(step);
+    last = now;
+    now = count();
+  }
+  return now;
 }
 
 }  // namespace fault_test

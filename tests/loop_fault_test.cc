@@ -29,33 +29,12 @@
 #include "demux/registry.h"
 #include "gtest/gtest.h"
 #include "loop/event_loop.h"
+#include "tests/loop_test_util.h"
 
 namespace eventide {
 namespace {
 
-class SocketPair {
- public:
-  SocketPair() {
-    int fds[2];
-    EXPECT_EQ(
-        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds),
-        0);
-    a_ = fds[0];
-    b_ = fds[1];
-  }
-  ~SocketPair() {
-    close(a_);
-    close(b_);
-  }
-  SocketPair(const SocketPair&) = delete;
-  SocketPair& operator=(const SocketPair&) = delete;
-  int a() const { return a_; }
-  int b() const { return b_; }
-
- private:
-  int a_ = -1;
-  int b_ = -1;
-};
+using loop_test::SocketPair;
 
 LoopOptions OptionsFor(const std::string& backend) {
   LoopOptions options;

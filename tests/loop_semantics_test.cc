@@ -20,39 +20,12 @@
 #include "demux/registry.h"
 #include "gtest/gtest.h"
 #include "loop/event_loop.h"
+#include "tests/loop_test_util.h"
 
 namespace eventide {
 namespace {
 
-class SocketPair {
- public:
-  SocketPair() {
-    int fds[2];
-    EXPECT_EQ(
-        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds),
-        0);
-    a_ = fds[0];
-    b_ = fds[1];
-  }
-  ~SocketPair() {
-    if (a_ >= 0) close(a_);
-    if (b_ >= 0) close(b_);
-  }
-  int a() const { return a_; }
-  int b() const { return b_; }
-  void CloseA() {
-    close(a_);
-    a_ = -1;
-  }
-  void CloseB() {
-    close(b_);
-    b_ = -1;
-  }
-
- private:
-  int a_ = -1;
-  int b_ = -1;
-};
+using loop_test::SocketPair;
 
 void WriteByte(int fd) { ASSERT_EQ(write(fd, "x", 1), 1); }
 

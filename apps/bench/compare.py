@@ -231,7 +231,8 @@ def callgrind_timerbench(bench, impls, n1, n2, workdir):
 # ------------------------------------------------------------- xthreadbench
 
 
-def run_xthreadbench(bench, impls, rounds, messages, round_trips):
+def run_xthreadbench(bench, impls, rounds, messages, round_trips,
+                     repetitions):
     results = []
     for pin_label, pin in (("unpinned", None), ("cpus 0,1", "0,1")):
         for r in range(rounds):
@@ -243,7 +244,8 @@ def run_xthreadbench(bench, impls, rounds, messages, round_trips):
                     log("xthreadbench %s round %d: %s %s" %
                         (pin_label, r + 1, impl, mode))
                     res = bench.run(["--impl=" + impl, "--mode=" + mode,
-                                     "%s=%d" % (size_flag, size)],
+                                     "%s=%d" % (size_flag, size),
+                                     "--repetitions=%d" % repetitions],
                                     pin=pin or "")
                     res.update({"round": r, "impl": impl, "mode": mode,
                                 "pinning": pin_label})
@@ -576,6 +578,11 @@ def main():
     p.add_argument("--quick", action="store_true",
                    help="small sizes, one round: checks the script works")
     p.add_argument("--no-callgrind", action="store_true")
+    p.add_argument("--callgrind-rows", default="100x1,1000x100",
+                   help="pipebench rows (PIPESxACTIVE, or 'all') to count "
+                   "instructions for; the 10,000-pipe rows take long under "
+                   "valgrind")
+    p.add_argument("--xthread-repetitions", type=int, default=3)
     p.add_argument("--only", default="pipebench,timerbench,xthreadbench")
     p.add_argument("--json", default="docs/performance.json")
     p.add_argument("--markdown", default="docs/PERFORMANCE.md")
@@ -608,8 +615,16 @@ def main():
                                           args.iterations)
         save()
         if not args.no_callgrind:
+            if args.callgrind_rows == "all":
+                cg_rows = rows
+            else:
+                wanted = {tuple(int(x) for x in r.split("x"))
+                          for r in args.callgrind_rows.split(",")}
+                cg_rows = [r for r in rows if r in wanted]
+            if args.quick:
+                cg_rows = rows[:1]
             data["pipebench_callgrind"] = callgrind_pipebench(
-                pb, impls, rows if not args.quick else rows[:1], 2, 4, work)
+                pb, impls, cg_rows, 2, 4, work)
             save()
     if "timerbench" in only:
         tb = Bench(os.path.join(args.bin_dir, "timerbench"), pin="0")
@@ -626,7 +641,8 @@ def main():
         xb = Bench(os.path.join(args.bin_dir, "xthreadbench"))
         data["xthreadbench"] = run_xthreadbench(xb, xb.impls(), args.rounds,
                                                 args.messages,
-                                                args.round_trips)
+                                                args.round_trips,
+                                                args.xthread_repetitions)
         save()
     log("wrote %s, %s, %s" % (args.json, args.markdown, args.svg))
 

@@ -41,6 +41,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
+#include "apps/bench/bench_util.h"
 #include "apps/bench/pipebench.h"
 
 namespace eventide {
@@ -301,12 +302,9 @@ int Main(int argc, char** argv) {
                          " idle timeouts fired; none may"));
   }
 
-  std::vector<double> sorted = iteration_us;
-  std::sort(sorted.begin(), sorted.end());
-  const size_t n = sorted.size();
-  const double median =
-      n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
-  const double min = sorted.front();
+  const double median = eventide_bench::Median(iteration_us);
+  const double min =
+      *std::min_element(iteration_us.begin(), iteration_us.end());
   std::printf(
       "{\"bench\":\"pipebench\",\"impl\":\"%s\",\"pipes_requested\":%d,"
       "\"pipes\":%d,\"active\":%d,\"writes\":%d,\"iterations\":%d,"

@@ -10,7 +10,6 @@
 //   cancel: event_del in the second order.
 //   fire:   event_base_dispatch until the `count` due timers (timeout 0,
 //           armed untimed) have all run.
-#include <dlfcn.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
 #include <string.h>
@@ -19,6 +18,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "apps/bench/bench_util.h"
 #include "apps/bench/timerbench_common.h"
 
 namespace eventide_bench {
@@ -65,12 +65,8 @@ void KickCb(evutil_socket_t, short, void* arg) {
 // comes first in the link, event_add & co. silently bind to libev and the
 // program crashes or measures the wrong library. Refuse to run then.
 bool BoundToRealLibevent() {
-  Dl_info info;
-  if (dladdr(reinterpret_cast<void*>(&event_base_new), &info) == 0 ||
-      info.dli_fname == nullptr) {
-    return false;
-  }
-  return strstr(info.dli_fname, "libevent") != nullptr;
+  return SymbolFromLibrary(reinterpret_cast<void*>(&event_base_new),
+                           "libevent");
 }
 
 }  // namespace

@@ -9,18 +9,16 @@
 // "cancel_ns", "fire_ns"), minima ("*_min") and every repetition
 // ("*_runs"). Exits 1 with a one-line reason on stderr when a check fails,
 // 2 on bad flags.
-#include <algorithm>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
+#include "apps/bench/bench_util.h"
 #include "apps/bench/timerbench_common.h"
 
 namespace eventide_bench {
@@ -38,21 +36,10 @@ constexpr Impl kImpls[] = {
     {"libuv", RunLibuvTimers},
 };
 
-[[noreturn]] void Usage(const std::string& why) {
-  std::fprintf(stderr, "timerbench: %s\n", why.c_str());
-  std::exit(2);
-}
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
+constexpr char kProgram[] = "timerbench";
 
 std::string Stats(absl::string_view key, const std::vector<double>& v) {
-  return absl::StrCat("\"", key, "\":", Median(v), ",\"", key,
-                      "_min\":", *std::min_element(v.begin(), v.end()), ",\"",
-                      key, "_runs\":[", absl::StrJoin(v, ","), "]");
+  return JsonStats(key, v, JsonStatsFields::kNoMax);
 }
 
 int Main(int argc, char** argv) {
@@ -60,41 +47,25 @@ int Main(int argc, char** argv) {
   uint64_t count = 1000000;
   uint64_t repetitions = 5;
   uint64_t seed = 9;
-  for (int i = 1; i < argc; ++i) {
-    const absl::string_view arg = argv[i];
-    if (arg == "--list") {
-      for (const Impl& impl : kImpls) std::printf("%s\n", impl.name);
-      return 0;
-    }
-    const size_t eq = arg.find('=');
-    if (eq == absl::string_view::npos) Usage(absl::StrCat("bad flag ", arg));
-    const absl::string_view key = arg.substr(0, eq);
-    const absl::string_view value = arg.substr(eq + 1);
-    bool ok = true;
-    if (key == "--impl") {
-      impl_name = std::string(value);
-    } else if (key == "--count") {
-      ok = absl::SimpleAtoi(value, &count) && count > 0 && count < (1u << 31);
-    } else if (key == "--repetitions") {
-      ok = absl::SimpleAtoi(value, &repetitions) && repetitions > 0;
-    } else if (key == "--seed") {
-      ok = absl::SimpleAtoi(value, &seed);
-    } else {
-      Usage(absl::StrCat("unknown flag ", key));
-    }
-    if (!ok) Usage(absl::StrCat("bad value for ", key, ": ", value));
-  }
-  const Impl* impl = nullptr;
-  for (const Impl& candidate : kImpls) {
-    if (impl_name == candidate.name) impl = &candidate;
-  }
-  if (impl == nullptr) {
-    Usage(absl::StrCat(
-        "--impl must be one of: ",
-        absl::StrJoin(kImpls, ", ", [](std::string* out, const Impl& i) {
-          out->append(i.name);
-        })));
-  }
+  ParseKeyValueFlags(argc, argv, kProgram, ImplNames(kImpls),
+                     [&](absl::string_view key, absl::string_view value) {
+                       bool ok = true;
+                       if (key == "--impl") {
+                         impl_name = std::string(value);
+                       } else if (key == "--count") {
+                         ok = absl::SimpleAtoi(value, &count) && count > 0 &&
+                              count < (1u << 31);
+                       } else if (key == "--repetitions") {
+                         ok = absl::SimpleAtoi(value, &repetitions) &&
+                              repetitions > 0;
+                       } else if (key == "--seed") {
+                         ok = absl::SimpleAtoi(value, &seed);
+                       } else {
+                         return FlagResult::kUnknown;
+                       }
+                       return ok ? FlagResult::kOk : FlagResult::kBadValue;
+                     });
+  const Impl* impl = &FindImpl(kImpls, impl_name, kProgram);
 
   const TimerWorkload workload = MakeTimerWorkload(count, seed);
   std::vector<double> add, cancel, fire;

@@ -5,7 +5,6 @@
 // it takes the base's lock and wakes the loop through the base's own notify
 // fd (an eventfd on Linux). The event is never event_add()ed, so the loop
 // runs with EVLOOP_NO_EXIT_ON_EMPTY.
-#include <dlfcn.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
 #include <event2/thread.h>
@@ -15,6 +14,7 @@
 #include <memory>
 #include <mutex>
 
+#include "apps/bench/bench_util.h"
 #include "apps/bench/xthreadbench_common.h"
 
 namespace eventide_bench {
@@ -59,12 +59,8 @@ class LibeventEndpoint : public Endpoint {
 
 // Debian's libev.so also exports libevent's API; see the BUILD file.
 bool BoundToRealLibevent() {
-  Dl_info info;
-  if (dladdr(reinterpret_cast<void*>(&event_base_new), &info) == 0 ||
-      info.dli_fname == nullptr) {
-    return false;
-  }
-  return strstr(info.dli_fname, "libevent") != nullptr;
+  return SymbolFromLibrary(reinterpret_cast<void*>(&event_base_new),
+                           "libevent");
 }
 
 }  // namespace

@@ -36,8 +36,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
+#include "apps/bench/bench_util.h"
 #include "apps/bench/xthreadbench_common.h"
 
 namespace eventide_bench {
@@ -65,10 +65,7 @@ int64_t NowNs() {
       .count();
 }
 
-[[noreturn]] void Usage(const std::string& why) {
-  std::fprintf(stderr, "xthreadbench: %s\n", why.c_str());
-  std::exit(2);
-}
+constexpr char kProgram[] = "xthreadbench";
 
 [[noreturn]] void Fail(const std::string& why) {
   std::fprintf(stderr, "xthreadbench: %s\n", why.c_str());
@@ -260,66 +257,42 @@ PingPongResult RunPingPong(const Impl& impl, int64_t round_trips,
 
 // ------------------------------------------------------------------ main --
 
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 std::string Stats(absl::string_view key, const std::vector<double>& v) {
-  return absl::StrCat("\"", key, "\":", Median(v), ",\"", key,
-                      "_min\":", *std::min_element(v.begin(), v.end()), ",\"",
-                      key, "_max\":", *std::max_element(v.begin(), v.end()),
-                      ",\"", key, "_runs\":[", absl::StrJoin(v, ","), "]");
+  return JsonStats(key, v, JsonStatsFields::kWithMax);
 }
 
 int Main(int argc, char** argv) {
   std::string impl_name, mode;
   uint64_t messages = 1000000, round_trips = 100000, repetitions = 5;
   uint64_t timeout_s = 120;
-  for (int i = 1; i < argc; ++i) {
-    const absl::string_view arg = argv[i];
-    if (arg == "--list") {
-      for (const Impl& impl : kImpls) std::printf("%s\n", impl.name);
-      return 0;
-    }
-    const size_t eq = arg.find('=');
-    if (eq == absl::string_view::npos) Usage(absl::StrCat("bad flag ", arg));
-    const absl::string_view key = arg.substr(0, eq);
-    const absl::string_view value = arg.substr(eq + 1);
-    bool ok = true;
-    if (key == "--impl") {
-      impl_name = std::string(value);
-    } else if (key == "--mode") {
-      mode = std::string(value);
-      ok = mode == "throughput" || mode == "pingpong";
-    } else if (key == "--messages") {
-      ok = absl::SimpleAtoi(value, &messages) && messages > 0 &&
-           messages < (uint64_t{1} << 31);
-    } else if (key == "--round-trips") {
-      ok = absl::SimpleAtoi(value, &round_trips) && round_trips > 0 &&
-           round_trips < (uint64_t{1} << 31);
-    } else if (key == "--repetitions") {
-      ok = absl::SimpleAtoi(value, &repetitions) && repetitions > 0;
-    } else if (key == "--timeout-s") {
-      ok = absl::SimpleAtoi(value, &timeout_s) && timeout_s > 0;
-    } else {
-      Usage(absl::StrCat("unknown flag ", key));
-    }
-    if (!ok) Usage(absl::StrCat("bad value for ", key, ": ", value));
+  ParseKeyValueFlags(
+      argc, argv, kProgram, ImplNames(kImpls),
+      [&](absl::string_view key, absl::string_view value) {
+        bool ok = true;
+        if (key == "--impl") {
+          impl_name = std::string(value);
+        } else if (key == "--mode") {
+          mode = std::string(value);
+          ok = mode == "throughput" || mode == "pingpong";
+        } else if (key == "--messages") {
+          ok = absl::SimpleAtoi(value, &messages) && messages > 0 &&
+               messages < (uint64_t{1} << 31);
+        } else if (key == "--round-trips") {
+          ok = absl::SimpleAtoi(value, &round_trips) && round_trips > 0 &&
+               round_trips < (uint64_t{1} << 31);
+        } else if (key == "--repetitions") {
+          ok = absl::SimpleAtoi(value, &repetitions) && repetitions > 0;
+        } else if (key == "--timeout-s") {
+          ok = absl::SimpleAtoi(value, &timeout_s) && timeout_s > 0;
+        } else {
+          return FlagResult::kUnknown;
+        }
+        return ok ? FlagResult::kOk : FlagResult::kBadValue;
+      });
+  if (mode.empty()) {
+    UsageError(kProgram, "--mode=throughput or --mode=pingpong is required");
   }
-  if (mode.empty()) Usage("--mode=throughput or --mode=pingpong is required");
-  const Impl* impl = nullptr;
-  for (const Impl& candidate : kImpls) {
-    if (impl_name == candidate.name) impl = &candidate;
-  }
-  if (impl == nullptr) {
-    Usage(absl::StrCat(
-        "--impl must be one of: ",
-        absl::StrJoin(kImpls, ", ", [](std::string* out, const Impl& i) {
-          out->append(i.name);
-        })));
-  }
+  const Impl* impl = &FindImpl(kImpls, impl_name, kProgram);
 
   std::string json =
       absl::StrCat("{\"bench\":\"xthreadbench\",\"impl\":\"", impl->name,
