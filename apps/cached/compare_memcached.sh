@@ -11,7 +11,8 @@
 # CONCURRENCY connections from CLIENT_THREADS client threads. Both servers
 # run THREADS worker threads and listen on 127.0.0.1 only. Prints the ops/s
 # of every run, the median per server, the ratio of the medians and the
-# median of the per-round ratios (the steadier of the two on a busy machine).
+# median of the per-round ratios (the steadier of the two on a busy machine),
+# and each server's CPU time (user + system) per request, read from /proc.
 #
 # The client shares the machine with the server: on a 2-core machine the
 # absolute numbers are low and noisy; compare the ratio within one run.
@@ -29,7 +30,7 @@ while getopts "r:d:t:T:c:h" opt; do
     t) threads=$OPTARG ;;
     T) client_threads=$OPTARG ;;
     c) concurrency=$OPTARG ;;
-    *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
   esac
 done
 
@@ -123,24 +124,38 @@ run_load() {
   echo "$tps"
 }
 
+# utime + stime of a process, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
 echo "load: $(basename "$loadgen") -T $client_threads -c $concurrency -t ${duration}s," \
   "90% get / 10% set, 64-byte keys, 100-byte values; servers: -t $threads, 127.0.0.1"
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-6s %-10s %12s\n' round server ops/s
+printf '%-6s %-10s %12s %14s\n' round server ops/s "cpu µs/op"
 : >"$work/cached.tps"
 : >"$work/memcached.tps"
+: >"$work/cached.cpu"
+: >"$work/memcached.cpu"
 for round in $(seq "$rounds"); do
   # Alternate which server goes first, so a drift in machine load does
   # not always favour the same one.
   if ((round % 2)); then order=(cached memcached); else order=(memcached cached); fi
   for server in "${order[@]}"; do
     "start_$server"
+    cpu_before=$(cpu_ticks "$server_pid")
     tps=$(run_load)
+    cpu_after=$(cpu_ticks "$server_pid")
+    ops=$(sed -n 's/.*Ops: \([0-9]*\) TPS.*/\1/p' "$work/load.out" | tail -n 1)
+    # Server CPU (user + system) per request: steadier than ops/s when the
+    # client shares the cores, since it does not depend on who got them.
+    cpu_us=$(awk -v t=$((cpu_after - cpu_before)) -v hz="$hz" -v n="${ops:-0}" \
+      'BEGIN {if (n > 0) printf "%.3f", t / hz / n * 1e6; else print "nan"}')
     stop_server
     echo "$tps" >>"$work/$server.tps"
-    printf '%-6s %-10s %12s\n' "$round" "$server" "$tps"
+    echo "$cpu_us" >>"$work/$server.cpu"
+    printf '%-6s %-10s %12s %14s\n' "$round" "$server" "$tps" "$cpu_us"
   done
 done
 ours=$(median <"$work/cached.tps")
@@ -153,3 +168,7 @@ echo
 printf 'median ops/s: cached %s, memcached %s; ratio of medians %s\n' \
   "$ours" "$theirs" "$(awk -v a="$ours" -v b="$theirs" 'BEGIN {printf "%.3f", a / b}')"
 printf 'median of per-round ratios cached/memcached: %.3f\n' "$round_ratio"
+ours_cpu=$(median <"$work/cached.cpu")
+theirs_cpu=$(median <"$work/memcached.cpu")
+printf 'median server CPU per op: cached %s µs, memcached %s µs; ratio %s (lower is better)\n' \
+  "$ours_cpu" "$theirs_cpu" "$(awk -v a="$ours_cpu" -v b="$theirs_cpu" 'BEGIN {printf "%.3f", a / b}')"
