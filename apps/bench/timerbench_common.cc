@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 
 #if defined(__has_include)
 #if __has_include(<valgrind/callgrind.h>)
@@ -61,6 +62,28 @@ void SectionEnd(const char* name) {
 
 absl::Status CheckFailed(const std::string& what) {
   return absl::InternalError(what);
+}
+
+absl::StatusOr<TimerRepResult> FinishRepetition(const char* impl,
+                                                const TimerWorkload& w,
+                                                uint64_t fired,
+                                                uint64_t wrong_fires,
+                                                const PhaseTimes& t) {
+  if (wrong_fires != 0) {
+    return CheckFailed(
+        absl::StrCat(impl, ": ", wrong_fires, " cancelled timers fired"));
+  }
+  if (fired != w.count) {
+    return CheckFailed(
+        absl::StrCat(impl, ": fired ", fired, " of ", w.count, " due timers"));
+  }
+  const double n = static_cast<double>(w.count);
+  TimerRepResult r;
+  r.add_ns = (t.t1 - t.t0) / n;
+  r.cancel_ns = (t.t2 - t.t1) / n;
+  r.fire_ns = (t.t4 - t.t3) / n;
+  r.fired = fired;
+  return r;
 }
 
 }  // namespace eventide_bench

@@ -71,6 +71,21 @@ void SectionEnd(const char* name);
 // The error every implementation returns when its checks fail.
 absl::Status CheckFailed(const std::string& what);
 
+// One repetition's phase boundaries (TimerbenchNowNs()): add t0..t1,
+// cancel t1..t2, fire t3..t4.
+struct PhaseTimes {
+  int64_t t0, t1, t2, t3, t4;
+};
+
+// The end of every implementation's repetition: checks that no cancelled
+// timer fired and that every due timer did (CheckFailed naming `impl`
+// otherwise), then turns the phase times into nanoseconds per timer.
+absl::StatusOr<TimerRepResult> FinishRepetition(const char* impl,
+                                                const TimerWorkload& w,
+                                                uint64_t fired,
+                                                uint64_t wrong_fires,
+                                                const PhaseTimes& t);
+
 }  // namespace eventide_bench
 
 #endif  // EVENTIDE_APPS_BENCH_TIMERBENCH_COMMON_H_

@@ -16,7 +16,6 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "apps/bench/timerbench_common.h"
 #include "loop/event_loop.h"
@@ -69,21 +68,8 @@ absl::StatusOr<TimerRepResult> RunEventideTimers(const TimerWorkload& w) {
   SectionEnd("fire");
   if (!status.ok()) return status;
 
-  if (wrong_fires != 0) {
-    return CheckFailed(
-        absl::StrCat("eventide: ", wrong_fires, " cancelled timers fired"));
-  }
-  if (fired != w.count) {
-    return CheckFailed(absl::StrCat("eventide: fired ", fired, " of ", w.count,
-                                    " due timers"));
-  }
-  const double n = static_cast<double>(w.count);
-  TimerRepResult r;
-  r.add_ns = (t1 - t0) / n;
-  r.cancel_ns = (t2 - t1) / n;
-  r.fire_ns = (t4 - t3) / n;
-  r.fired = fired;
-  return r;
+  return FinishRepetition("eventide", w, fired, wrong_fires,
+                          {t0, t1, t2, t3, t4});
 }
 
 }  // namespace eventide_bench

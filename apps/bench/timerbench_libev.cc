@@ -14,7 +14,6 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "absl/strings/str_cat.h"
 #include "apps/bench/timerbench_common.h"
 
 namespace eventide_bench {
@@ -90,21 +89,8 @@ absl::StatusOr<TimerRepResult> RunLibevTimers(const TimerWorkload& w) {
   ev_loop_destroy(loop);
 
   if (left_over) return CheckFailed("libev: watchers active after cancel");
-  if (s.wrong_fires != 0) {
-    return CheckFailed(
-        absl::StrCat("libev: ", s.wrong_fires, " cancelled timers fired"));
-  }
-  if (s.fired != w.count) {
-    return CheckFailed(
-        absl::StrCat("libev: fired ", s.fired, " of ", w.count, " due timers"));
-  }
-  const double n = static_cast<double>(w.count);
-  TimerRepResult r;
-  r.add_ns = (s.t1 - s.t0) / n;
-  r.cancel_ns = (s.t2 - s.t1) / n;
-  r.fire_ns = (t4 - t3) / n;
-  r.fired = s.fired;
-  return r;
+  return FinishRepetition("libev", w, s.fired, s.wrong_fires,
+                          {s.t0, s.t1, s.t2, t3, t4});
 }
 
 }  // namespace eventide_bench

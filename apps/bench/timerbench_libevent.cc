@@ -17,7 +17,6 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "absl/strings/str_cat.h"
 #include "apps/bench/bench_util.h"
 #include "apps/bench/timerbench_common.h"
 
@@ -113,21 +112,8 @@ absl::StatusOr<TimerRepResult> RunLibeventTimers(const TimerWorkload& w) {
   event_base_free(base);
 
   if (left_over) return CheckFailed("libevent: events left after cancel");
-  if (s.wrong_fires != 0) {
-    return CheckFailed(
-        absl::StrCat("libevent: ", s.wrong_fires, " cancelled timers fired"));
-  }
-  if (s.fired != w.count) {
-    return CheckFailed(absl::StrCat("libevent: fired ", s.fired, " of ",
-                                    w.count, " due timers"));
-  }
-  const double n = static_cast<double>(w.count);
-  TimerRepResult r;
-  r.add_ns = (s.t1 - s.t0) / n;
-  r.cancel_ns = (s.t2 - s.t1) / n;
-  r.fire_ns = (t4 - t3) / n;
-  r.fired = s.fired;
-  return r;
+  return FinishRepetition("libevent", w, s.fired, s.wrong_fires,
+                          {s.t0, s.t1, s.t2, t3, t4});
 }
 
 }  // namespace eventide_bench

@@ -94,21 +94,8 @@ absl::StatusOr<TimerRepResult> RunLibuvTimers(const TimerWorkload& w) {
 
   if (left_over) return CheckFailed("libuv: handles active after cancel");
   if (closed != 0) return CheckFailed("libuv: uv_loop_close failed");
-  if (s.wrong_fires != 0) {
-    return CheckFailed(
-        absl::StrCat("libuv: ", s.wrong_fires, " cancelled timers fired"));
-  }
-  if (s.fired != w.count) {
-    return CheckFailed(
-        absl::StrCat("libuv: fired ", s.fired, " of ", w.count, " due timers"));
-  }
-  const double n = static_cast<double>(w.count);
-  TimerRepResult r;
-  r.add_ns = (s.t1 - s.t0) / n;
-  r.cancel_ns = (s.t2 - s.t1) / n;
-  r.fire_ns = (t4 - t3) / n;
-  r.fired = s.fired;
-  return r;
+  return FinishRepetition("libuv", w, s.fired, s.wrong_fires,
+                          {s.t0, s.t1, s.t2, t3, t4});
 }
 
 }  // namespace eventide_bench
