@@ -262,16 +262,9 @@ void Session::ExecuteGet(const Request& req, std::string* out, size_t budget) {
     if (key.size() <= kMaxKeyLength) continue;
     absl::string_view before =
         req.keys.substr(0, static_cast<size_t>(key.data() - req.keys.data()));
-    const bool touch =
-        req.command == Command::kGat || req.command == Command::kGats;
-    const auto ignore = [](const ItemView&) {};
     absl::string_view k;
     while (NextKey(&before, &k)) {
-      if (touch) {
-        config_.store->GetAndTouch(k, req.exptime, ignore);
-      } else {
-        config_.store->Get(k, ignore);
-      }
+      LookUp(req.command, req.exptime, k, [](const ItemView&) {});
     }
     out->append(kReplyBadFormat.data(), kReplyBadFormat.size());
     return;
@@ -282,7 +275,6 @@ void Session::ExecuteGet(const Request& req, std::string* out, size_t budget) {
 void Session::RunGet(Command command, int32_t exptime, absl::string_view keys,
                      std::string* out, size_t budget) {
   const bool with_cas = command == Command::kGets || command == Command::kGats;
-  const bool touch = command == Command::kGat || command == Command::kGats;
   const auto visit = [out, with_cas](const ItemView& item) {
     out->append("VALUE ");
     out->append(item.key.data(), item.key.size());
@@ -300,11 +292,7 @@ void Session::RunGet(Command command, int32_t exptime, absl::string_view keys,
   };
   absl::string_view key;
   while (NextKey(&keys, &key)) {
-    if (touch) {
-      config_.store->GetAndTouch(key, exptime, visit);
-    } else {
-      config_.store->Get(key, visit);
-    }
+    LookUp(command, exptime, key, visit);
     if (out->size() >= budget) {
       absl::string_view rest = keys;
       absl::string_view next;
@@ -318,6 +306,15 @@ void Session::RunGet(Command command, int32_t exptime, absl::string_view keys,
     }
   }
   out->append("END\r\n");
+}
+
+void Session::LookUp(Command command, int32_t exptime, absl::string_view key,
+                     absl::FunctionRef<void(const ItemView&)> visit) {
+  if (command == Command::kGat || command == Command::kGats) {
+    config_.store->GetAndTouch(key, exptime, visit);
+  } else {
+    config_.store->Get(key, visit);
+  }
 }
 
 void Session::ExecuteStats(const Request& req, std::string* out) {

@@ -51,6 +51,7 @@
 #include <atomic>
 #include <string>
 
+#include "absl/functional/function_ref.h"
 #include "absl/strings/string_view.h"
 #include "apps/cached/protocol.h"
 #include "apps/cached/store.h"
@@ -136,6 +137,9 @@ class Session {
   // pending_*.
   void RunGet(Command command, int32_t exptime, absl::string_view keys,
               std::string* out, size_t budget);
+  // One key of a get/gets (Get) or gat/gats (GetAndTouch with `exptime`).
+  void LookUp(Command command, int32_t exptime, absl::string_view key,
+              absl::FunctionRef<void(const ItemView&)> visit);
   void ExecuteStats(const Request& req, std::string* out);
   void AppendGeneralStats(std::string* out);
   void AppendSettings(std::string* out);
