@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Writes the seed corpus of //timerheap:timer_heap_fuzzer.
+"""Writes the seed corpus of //tests:timer_heap_fuzzer.
 
 Each seed is an operation program in the fuzzer's input format (see Op in
 timer_heap_fuzzer.cc): an opcode byte, then its arguments little-endian.
 Deterministic; rerun after changing the format:
-  timerheap/testdata/make_timer_heap_corpus.py
+  tests/testdata/make_timer_heap_corpus.py
 """
 import os
 import random
