@@ -432,21 +432,8 @@ bool Store::GetAndTouch(absl::string_view key, int32_t exptime,
 }
 
 bool Store::Touch(absl::string_view key, int32_t exptime) {
-  const int64_t now = CurrentTime();
-  const Lookup lookup(key);
-  Shard& shard = ShardFor(lookup.shard_bits());
-  std::lock_guard<std::mutex> lock(shard.mu);
-  ++shard.counters.cmd_touch;
-  Item* item = FindLive(shard, lookup.ref(), now);
-  if (item == nullptr) {
-    ++shard.counters.touch_misses;
-    return false;
-  }
-  ++shard.counters.touch_hits;
-  item->exptime = RealTime(ToPositiveTime(exptime), now);
-  item->fetched = true;
-  shard.Bump(item);
-  return true;
+  // memcached counts touch and gat alike (cmd_touch, touch_hits/misses).
+  return GetAndTouch(key, exptime, [](const ItemView&) {});
 }
 
 bool Store::Delete(absl::string_view key) {
