@@ -200,18 +200,15 @@ class IoUringBackend final : public Backend {
   }
 
   absl::Status Add(int fd, uint32_t interest) override {
-    if (absl::Status s = di::ValidateInterest(interest, true, kName, "Add", fd);
+    // CheckAdd's open-fd check matters here: the POLL_ADD would only fail
+    // at the next Wait.
+    if (absl::Status s = di::CheckAdd(
+            fd, interest, /*edge_supported=*/true, /*max_fd=*/-1,
+            [this](int f) { return Find(f) != nullptr; }, kName);
         !s.ok()) {
       return s;
     }
-    if (fd < 0) return di::ErrnoError(EBADF, kName, "Add", fd);
-    if (Find(fd) != nullptr) return di::AlreadyRegistered(kName, fd);
-    // The POLL_ADD would only fail at the next Wait: check now.
-    if (absl::Status s = di::CheckFdOpen(fd, kName, "Add"); !s.ok()) return s;
-    if (static_cast<size_t>(fd) >= slots_.size()) {
-      slots_.resize(std::max<size_t>(fd + 1, slots_.size() * 2));
-    }
-    Slot& slot = slots_[fd];
+    Slot& slot = di::GrowFor(slots_, fd);
     slot.registered = true;
     slot.interest = interest;
     BumpGeneration(slot);

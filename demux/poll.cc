@@ -21,7 +21,6 @@
 #include <poll.h>
 #include <time.h>
 
-#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -56,18 +55,13 @@ class PollBackend final : public Backend {
   }
 
   absl::Status Add(int fd, uint32_t interest) override {
-    if (absl::Status s =
-            di::ValidateInterest(interest, false, kName, "Add", fd);
+    if (absl::Status s = di::CheckAdd(
+            fd, interest, /*edge_supported=*/false, /*max_fd=*/-1,
+            [this](int f) { return Find(f) != nullptr; }, kName);
         !s.ok()) {
       return s;
     }
-    if (fd < 0) return di::ErrnoError(EBADF, kName, "Add", fd);
-    if (Find(fd) != nullptr) return di::AlreadyRegistered(kName, fd);
-    if (absl::Status s = di::CheckFdOpen(fd, kName, "Add"); !s.ok()) return s;
-    if (static_cast<size_t>(fd) >= slots_.size()) {
-      slots_.resize(std::max<size_t>(fd + 1, slots_.size() * 2));
-    }
-    Slot& slot = slots_[fd];
+    Slot& slot = di::GrowFor(slots_, fd);
     slot.registered = true;
     slot.interest = interest;
     slot.index = -1;

@@ -31,7 +31,6 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/strings/str_format.h"
 #include "demux/internal/backend_util.h"
 
 namespace eventide {
@@ -63,20 +62,13 @@ class SelectBackend final : public Backend {
   }
 
   absl::Status Add(int fd, uint32_t interest) override {
-    if (absl::Status s =
-            di::ValidateInterest(interest, false, kName, "Add", fd);
+    if (absl::Status s = di::CheckAdd(
+            fd, interest, /*edge_supported=*/false,
+            /*max_fd=*/FD_SETSIZE - 1, [this](int f) { return Registered(f); },
+            kName);
         !s.ok()) {
       return s;
     }
-    if (fd < 0) return di::ErrnoError(EBADF, kName, "Add", fd);
-    if (fd >= FD_SETSIZE) {
-      return absl::OutOfRangeError(absl::StrFormat(
-          "select: Add(fd=%d): fd >= FD_SETSIZE (%d); select cannot watch it, "
-          "use poll or epoll",
-          fd, FD_SETSIZE));
-    }
-    if (interest_[fd] & kRegistered) return di::AlreadyRegistered(kName, fd);
-    if (absl::Status s = di::CheckFdOpen(fd, kName, "Add"); !s.ok()) return s;
     interest_[fd] = kRegistered;
     Set(fd, interest);
     return absl::OkStatus();

@@ -57,6 +57,25 @@ absl::Status AlreadyRegistered(absl::string_view backend, int fd) {
       absl::StrFormat("%s: Add(fd=%d): fd is already registered", backend, fd));
 }
 
+absl::Status CheckAdd(int fd, uint32_t interest, bool edge_supported,
+                      int max_fd, absl::FunctionRef<bool(int)> is_registered,
+                      absl::string_view backend) {
+  if (absl::Status s =
+          ValidateInterest(interest, edge_supported, backend, "Add", fd);
+      !s.ok()) {
+    return s;
+  }
+  if (fd < 0) return ErrnoError(EBADF, backend, "Add", fd);
+  if (max_fd >= 0 && fd > max_fd) {
+    return absl::OutOfRangeError(absl::StrFormat(
+        "%s: Add(fd=%d): fd above %d, the highest this backend can watch; "
+        "use poll or epoll",
+        backend, fd, max_fd));
+  }
+  if (is_registered(fd)) return AlreadyRegistered(backend, fd);
+  return CheckFdOpen(fd, backend, "Add");
+}
+
 absl::Status NotRegistered(absl::string_view backend, absl::string_view op,
                            int fd) {
   return absl::NotFoundError(

@@ -9,9 +9,13 @@
 
 #include <time.h>
 
+#include <algorithm>
 #include <climits>
+#include <cstddef>
 #include <cstdint>
+#include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -42,6 +46,26 @@ absl::Status ValidateInterest(uint32_t interest, bool edge_supported,
                               int fd);
 
 absl::Status AlreadyRegistered(absl::string_view backend, int fd);
+
+// The checks every backend's Add makes before it touches its tables, in one
+// order so that every backend names the same first problem: unknown interest
+// bits (or edge-triggered where unsupported), a negative fd, an fd above
+// `max_fd` (-1: no limit; OutOfRange), an fd already registered
+// (`is_registered` is asked only for 0 <= fd <= max_fd), a closed fd.
+absl::Status CheckAdd(int fd, uint32_t interest, bool edge_supported,
+                      int max_fd, absl::FunctionRef<bool(int)> is_registered,
+                      absl::string_view backend);
+
+// Grows a table indexed by fd (doubling, so a run of Adds with rising fds
+// stays amortised O(1)) and returns the fd's element.
+template <typename T>
+T& GrowFor(std::vector<T>& table, int fd) {
+  const size_t need = static_cast<size_t>(fd) + 1;
+  if (need > table.size()) {
+    table.resize(std::max(need, table.size() * 2));
+  }
+  return table[static_cast<size_t>(fd)];
+}
 absl::Status NotRegistered(absl::string_view backend, absl::string_view op,
                            int fd);
 
