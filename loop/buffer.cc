@@ -362,8 +362,11 @@ IoResult Buffer::ReadFrom(int fd, size_t max) {
   }
   const size_t offered = first + second;
   ssize_t n;
+  // One piece (the common case of a small request into a roomy tail): plain
+  // read(2), which spares the kernel importing an iovec array.
   do {
-    n = readv(fd, iov, count);
+    n = count == 1 ? read(fd, iov[0].iov_base, iov[0].iov_len)
+                   : readv(fd, iov, count);
   } while (n < 0 && errno == EINTR);
   size_t got = n > 0 ? static_cast<size_t>(n) : 0;
   if (n < 0) {
@@ -409,7 +412,12 @@ IoResult Buffer::WriteFront(int fd, size_t max, bool use_send) {
   }
   ssize_t n;
   do {
-    if (use_send) {
+    // One piece (a reply built in one block): send(2)/write(2) spare the
+    // kernel copying a msghdr and importing an iovec array.
+    if (count == 1) {
+      n = use_send ? send(fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL)
+                   : write(fd, iov[0].iov_base, iov[0].iov_len);
+    } else if (use_send) {
       msghdr msg{};
       msg.msg_iov = iov;
       msg.msg_iovlen = static_cast<size_t>(count);
