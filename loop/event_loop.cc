@@ -204,8 +204,9 @@ uint32_t EventLoop::AllocateSlot(SlotKind kind) {
     slots_.emplace_back();
   }
   // A slot is pristine here: new ones are default-constructed, and FreeSlot
-  // resets a slot before it goes on the free list. Resetting it again (three
-  // AnyInvocable move-assignments) was a fifth of the cost of AddTimer.
+  // resets a slot before it goes on the free list. It holds no callback: the
+  // caller constructs the one its kind needs right away (before anything
+  // can free the slot again).
   Slot& s = slots_[index];
   s.kind = kind;
   ++s.epoch;
@@ -244,16 +245,35 @@ void EventLoop::ReleaseSlot(uint32_t index) {
   FreeSlot(index);
 }
 
+void EventLoop::Slot::DestroyCallback(SlotKind k) {
+  switch (k) {
+    case SlotKind::kIo:
+      cb.io.~IoCallback();
+      break;
+    case SlotKind::kTimer:
+    case SlotKind::kIdle:
+      cb.task.~Task();
+      break;
+    case SlotKind::kSignal:
+      cb.signal.~SignalCallback();
+      break;
+    case SlotKind::kFree:
+      break;
+  }
+}
+
 void EventLoop::FreeSlot(uint32_t index) {
   Slot& s = slots_[index];
-  // Move the callbacks out first: destroying them may destroy captured
-  // handles, which re-enter ReleaseSlot for other slots.
-  IoCallback io_cb = std::move(s.io_cb);
-  Task task_cb = std::move(s.task_cb);
-  SignalCallback signal_cb = std::move(s.signal_cb);
+  const SlotKind kind = s.kind;
   const uint32_t epoch = s.epoch + 1;
-  s = Slot();
+  static_cast<SlotFields&>(s) = SlotFields();
   s.epoch = epoch;
+  // The slot reads as free before its callback is destroyed, and goes on the
+  // free list only after: destroying the callback may destroy captured
+  // handles, which re-enter ReleaseSlot for other slots (and may create
+  // watchers), and none of that may see this slot half torn down or reuse
+  // its storage while the callback in it is still being destroyed.
+  s.DestroyCallback(kind);
   free_slots_.push_back(index);
 }
 
@@ -295,9 +315,9 @@ Timer EventLoop::NewTimer(MonoTime deadline, Task&& cb,
                           const TimerOptions& options) {
   const uint32_t index = AllocateSlot(SlotKind::kTimer);
   Slot& s = slots_[index];
-  s.task_cb = std::move(cb);
+  ::new (&s.cb.task) Task(std::move(cb));
   s.priority = options.priority;
-  s.period = options.period;
+  s.set_interval(options.period);
   s.persistent = options.period > absl::ZeroDuration();
   ArmTimer(index, deadline);
   return Timer(this, index);
@@ -306,7 +326,8 @@ Timer EventLoop::NewTimer(MonoTime deadline, Task&& cb,
 void EventLoop::RunAfter(absl::Duration delay, Task cb) {
   const uint32_t index = AllocateSlot(SlotKind::kTimer);
   Slot& s = slots_[index];
-  s.task_cb = std::move(cb);
+  ::new (&s.cb.task) Task(std::move(cb));
+  s.persistent = false;
   s.loop_owned = true;
   ArmTimer(index, Now() + delay);
 }
@@ -326,10 +347,10 @@ absl::StatusOr<IoWatcher> EventLoop::WatchIo(int fd, uint32_t interest,
   Slot& s = slots_[index];
   s.fd = fd;
   s.interest = interest;
-  s.io_cb = std::move(cb);
+  ::new (&s.cb.io) IoCallback(std::move(cb));
   s.persistent = options.persistent;
   s.priority = options.priority;
-  s.timeout = options.timeout;
+  s.set_interval(options.timeout);
   s.timeout_ns = absl::ToInt64Nanoseconds(options.timeout);  // saturates
   absl::Status status = StartIo(index);
   if (!status.ok()) {
@@ -351,7 +372,9 @@ absl::Status EventLoop::StartIo(uint32_t index) {
   }
   s.active = true;
   ++active_io_;
-  if (s.timeout != absl::InfiniteDuration()) ArmTimer(index, Now() + s.timeout);
+  if (s.interval() != absl::InfiniteDuration()) {
+    ArmTimer(index, Now() + s.interval());
+  }
   return absl::OkStatus();
 }
 
@@ -388,7 +411,7 @@ absl::StatusOr<SignalWatcher> EventLoop::WatchSignal(int signo,
   const uint32_t index = AllocateSlot(SlotKind::kSignal);
   Slot& s = slots_[index];
   s.signo = signo;
-  s.signal_cb = std::move(cb);
+  ::new (&s.cb.signal) SignalCallback(std::move(cb));
   s.active = true;
   if (static_cast<size_t>(signo) >= signal_to_slot_.size()) {
     signal_to_slot_.resize(static_cast<size_t>(signo) + 1, -1);
@@ -412,8 +435,9 @@ void EventLoop::StopSignal(uint32_t index) {
 
 IdleWatcher EventLoop::AddIdle(Task cb) {
   const uint32_t index = AllocateSlot(SlotKind::kIdle);
-  slots_[index].task_cb = std::move(cb);
-  slots_[index].active = true;
+  Slot& s = slots_[index];
+  ::new (&s.cb.task) Task(std::move(cb));
+  s.active = true;
   idle_slots_.push_back(index);
   return IdleWatcher(this, index);
 }
@@ -708,12 +732,13 @@ void EventLoop::CollectTimers(MonoTime now) {
         continue;
       }
     }
-    if (s.kind == SlotKind::kTimer && s.period > absl::ZeroDuration()) {
+    if (s.kind == SlotKind::kTimer && s.persistent) {
       // Next deadline on the original grid; skip missed ticks.
-      MonoTime next = deadline + s.period;
+      const absl::Duration period = s.interval();
+      MonoTime next = deadline + period;
       if (next <= now) {
-        const int64_t behind = (now - deadline) / s.period;
-        next = deadline + s.period * (behind + 1);
+        const int64_t behind = (now - deadline) / period;
+        next = deadline + period * (behind + 1);
       }
       s.timer = timers_.Push(next, index);
       s.timer_armed = true;
@@ -742,7 +767,7 @@ void EventLoop::Dispatch() {
       // per-callback timing off. Everything else goes through Invoke().
       if (p.fast_io && s.epoch == p.epoch && !timing) {
         running_slot_ = p.slot;
-        s.io_cb(IoEvent{s.fd, p.events, false});
+        s.cb.io(IoEvent{s.fd, p.events, false});
         running_slot_ = kNoSlot;
         ++stats_.callbacks_run;
         if (s.release_requested) FreeSlot(p.slot);
@@ -752,7 +777,7 @@ void EventLoop::Dispatch() {
       // Invoke() would do for one, without its switch and re-lookup.
       if (s.kind == SlotKind::kTimer && s.epoch == p.epoch && !timing) {
         running_slot_ = p.slot;
-        s.task_cb();
+        s.cb.task();
         running_slot_ = kNoSlot;
         ++stats_.callbacks_run;
         if (s.release_requested || (s.loop_owned && !s.timer_armed)) {
@@ -779,20 +804,20 @@ void EventLoop::Invoke(const Pending& p) {
       if (!s.persistent) StopIo(p.slot);
       const IoEvent event{s.fd, p.events, p.timed_out};
       if (p.timed_out && s.persistent && s.active) {
-        ArmTimer(p.slot, Now() + s.timeout);
+        ArmTimer(p.slot, Now() + s.interval());
       }
-      s.io_cb(event);
+      s.cb.io(event);
       break;
     }
     case SlotKind::kTimer:
-      s.task_cb();
+      s.cb.task();
       break;
     case SlotKind::kSignal:
       ++stats_.signals_delivered;
-      s.signal_cb(static_cast<int>(p.events));
+      s.cb.signal(static_cast<int>(p.events));
       break;
     case SlotKind::kIdle:
-      s.task_cb();
+      s.cb.task();
       break;
     case SlotKind::kFree:
       Die("pending event for a free slot");

@@ -313,34 +313,75 @@ class EventLoop {
   enum class SlotKind : uint8_t { kFree, kIo, kTimer, kSignal, kIdle };
   using Heap = TimerHeap<MonoTime, uint32_t>;
 
-  struct Slot {
-    SlotKind kind = SlotKind::kFree;
-    Priority priority = Priority::kNormal;
-    bool active = false;             // io registered / signal owned / idle on
-    bool persistent = true;          // io
-    bool loop_owned = false;         // RunAfter: freed after it fires
-    bool release_requested = false;  // handle gone while the callback ran
+  // The plain state of a slot, hot fields first: what cancel, collect and
+  // dispatch read sits in the first 32 bytes. 64 bytes in all, so a Slot
+  // (with its 16-byte aligned callback) is 96.
+  struct SlotFields {
     // Bumped by every stop, cancel, reschedule, interest change and release:
     // a pending entry collected before that no longer matches and is skipped.
     uint32_t epoch = 0;
-    int fd = -1;
-    int signo = 0;
-    uint32_t interest = 0;
-    absl::Duration period = absl::ZeroDuration();       // timer
-    absl::Duration timeout = absl::InfiniteDuration();  // io inactivity
-    Heap::Handle timer{};  // timer deadline, or io inactivity deadline
+    SlotKind kind = SlotKind::kFree;
+    Priority priority = Priority::kNormal;
     bool timer_armed = false;
+    bool persistent = true;          // io; timer: periodic
+    bool active = false;             // io registered / signal owned / idle on
+    bool loop_owned = false;         // RunAfter: freed after it fires
+    bool release_requested = false;  // handle gone while the callback ran
+    Heap::Handle timer{};  // timer deadline, or io inactivity deadline
+    union {
+      int fd = -1;  // io
+      int signo;    // signal
+    };
     // io inactivity timeout, reset lazily: readiness only records how far
     // past its heap key the deadline has moved (relative to the key, so
     // ShiftAll keeps it right); CollectTimers moves the heap entry when that
-    // key comes due. timeout_ns caches `timeout` for that arithmetic.
-    int64_t timeout_ns = 0;
+    // key comes due. timeout_ns caches interval() for that arithmetic.
     int64_t timeout_extension_ns = 0;
-    IoCallback io_cb;
-    Task task_cb;
-    SignalCallback signal_cb;
+    int64_t timeout_ns = 0;
     WatcherHandle* owner = nullptr;
+    // Timer: the period; io: the inactivity timeout. Kept as the two fields
+    // of an absl::Duration (whole seconds, quarter-nanosecond ticks; see
+    // clock/mono_time.h), exact, in 12 bytes where a Duration takes 16.
+    int64_t interval_hi = 0;
+    uint32_t interest = 0;  // io
+    uint32_t interval_lo = 0;
+
+    absl::Duration interval() const {
+      return absl::time_internal::MakeDuration(interval_hi, interval_lo);
+    }
+    void set_interval(absl::Duration d) {
+      interval_hi = absl::time_internal::GetRepHi(d);
+      interval_lo = absl::time_internal::GetRepLo(d);
+    }
   };
+
+  // A slot runs one kind of callback, so it stores one: the member alive is
+  // the one its kind names (none while the slot is free). Three separate
+  // AnyInvocables made a slot ~250 bytes, and at a million timers slot
+  // memory is what adding and cancelling spend their time faulting in and
+  // missing on.
+  union Callback {
+    Callback() {}
+    ~Callback() {}
+    IoCallback io;          // kIo
+    Task task;              // kTimer, kIdle
+    SignalCallback signal;  // kSignal
+  };
+
+  struct Slot : SlotFields {
+    // User-provided, so that make_unique<Slot[]> does not zero a whole chunk
+    // before the member initializers write it again.
+    Slot() {}
+    Slot(const Slot&) = delete;
+    Slot& operator=(const Slot&) = delete;
+    ~Slot() { DestroyCallback(kind); }
+    // Ends the life of the callback a slot of `k` holds.
+    void DestroyCallback(SlotKind k);
+
+    Callback cb;
+  };
+  // A million timers are a million slots.
+  static_assert(sizeof(Slot) <= 96, "EventLoop::Slot grew past 96 bytes");
 
   struct Pending {
     uint32_t slot;
