@@ -63,7 +63,7 @@
 //  - A slot table, indexed by handle, holds each element's current position
 //    in the heap array (the back-index, updated on every move) and its
 //    generation; payloads live in a parallel array and never move. Free slots
-//    form an intrusive list through the position field.
+//    are listed in a separate array (free_), with room for the whole table.
 //  - `Arity` children per node. 4 is the default (faster than 2 in our
 //    benchmarks: half the levels, and the children of a node are adjacent).
 
@@ -76,6 +76,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <iterator>
 #include <limits>
 #include <new>
 #include <optional>
@@ -394,6 +395,7 @@ class TimerHeap {
     swap(payloads_, other.payloads_);
     swap(free_, other.free_);
     swap(frees_since_rebuild_, other.frees_since_rebuild_);
+    swap(free_list_pending_, other.free_list_pending_);
     swap(reserved_, other.reserved_);
     swap(next_seq_, other.next_seq_);
     swap(new_slot_generation_, other.new_slot_generation_);
@@ -577,7 +579,7 @@ class TimerHeap {
       out->emplace_back(std::move(e.key), std::move(*payloads_[e.slot]));
       DropPayload(e.slot);
       ++meta_[e.slot].generation;  // odd -> even: stale handles now fail
-      free_.push_back(e.slot);
+      if (!free_list_pending_) free_.push_back(e.slot);
     }
     frees_since_rebuild_ += due.size();
     for (size_t i = 0; i < kept; ++i) {
@@ -602,21 +604,39 @@ class TimerHeap {
     // freed; they are dropped here, each once. (A slot index is only
     // recreated by push_back below once free_ is empty, so an index in free_
     // that is inside the table always names a free slot.)
-    while (!free_.empty()) {
-      const uint32_t slot = free_.back();
-      free_.pop_back();
-      if (slot < meta_.size() && !IsLive(slot)) {
-        ++meta_[slot].generation;  // even -> odd: live
-        return slot;
+    for (;;) {
+      while (!free_.empty()) {
+        const uint32_t slot = free_.back();
+        free_.pop_back();
+        if (slot < meta_.size() && !IsLive(slot)) {
+          ++meta_[slot].generation;  // even -> odd: live
+          return slot;
+        }
       }
+      // An unlisted free slot must be found before a new one is made.
+      if (!free_list_pending_) break;
+      RebuildFreeList(std::max(kMinCapacity, reserved_));
     }
     if (meta_.size() >= kNoSlot) {
       timer_heap_internal::Fatal("more than 2^32 - 1 elements");
     }
+    if (meta_.size() == meta_.capacity()) GrowSlotTable();
     const uint32_t slot = static_cast<uint32_t>(meta_.size());
     meta_.emplace_back(kNoSlot, new_slot_generation_ + 1);
     payloads_.emplace_back();
     return slot;
+  }
+
+  // Grows the slot arrays and gives free_ room for every slot at the same
+  // time: free_ then never grows inside Cancel or Pop, where a doubling
+  // copied the whole list (~15 instructions per cancel while draining a
+  // million timers). Growing here is a fresh allocation: free_ is empty
+  // while the table is dense.
+  void GrowSlotTable() {
+    const size_t capacity = std::max(kMinCapacity, 2 * meta_.size());
+    meta_.reserve(capacity);
+    payloads_.reserve(capacity);
+    free_.reserve(capacity);
   }
 
   // A trivially destructible payload is left in place when its slot is
@@ -637,7 +657,7 @@ class TimerHeap {
     if (slot + size_t{1} == meta_.size()) {
       TrimFreeTail();
       AfterTrim();
-    } else {
+    } else if (!free_list_pending_) {
       free_.push_back(slot);
     }
   }
@@ -679,13 +699,19 @@ class TimerHeap {
     if (heap_.capacity() > floor && heap_.size() < heap_.capacity() / 4) {
       ReallocateTo(heap_, std::max(floor, 2 * heap_.size()));
     }
-    // A sparse table: rebuild the free list lowest-first (see
+    // A sparse table: the free list is to be rebuilt lowest-first (see
     // RebuildFreeList), at most once per half a table of frees so the
-    // O(table) scan costs O(1) per free.
+    // O(table) scan costs O(1) per free. The scan waits for the next slot
+    // allocation, the first to need the order: a heap that is draining
+    // never pays it. Until then free_ is dropped and frees go unlisted
+    // (the scan finds them), which also keeps Cancel and Pop off free_.
+    if (free_list_pending_) return;
     const size_t slots = meta_.size();
     if (slots > floor && heap_.size() < slots / 4 &&
         frees_since_rebuild_ >= slots / 2) {
-      RebuildFreeList(floor);
+      free_list_pending_ = true;
+      free_.clear();
+      ReallocateTo(free_, floor);
     }
   }
 
@@ -695,9 +721,18 @@ class TimerHeap {
       ReallocateTo(meta_, std::max(floor, 2 * meta_.size()));
       ReallocateTo(payloads_, std::max(floor, 2 * meta_.size()));
     }
+    // free_ was given room for the whole table when it grew
+    // (GrowSlotTable), so it follows the table down too.
+    if (free_.capacity() > floor &&
+        std::max(meta_.size(), free_.size()) < free_.capacity() / 4) {
+      ReallocateTo(free_,
+                   std::max(floor, 2 * std::max(meta_.size(), free_.size())));
+    }
     // Entries of trimmed slots are skipped when popped; once they outnumber
     // the table, drop them (the scan is paid for by the trims that made
     // them).
+    // (A pending rebuild has dropped free_ already.)
+    if (free_list_pending_) return;
     const size_t slots = meta_.size();
     const size_t stale = free_.size() - (slots - heap_.size());
     if (stale > slots + kMinCapacity) RebuildFreeList(floor);
@@ -709,6 +744,7 @@ class TimerHeap {
   // this, LIFO reuse after a spike would keep a few timers spread over the
   // whole old table and pin its memory.
   void RebuildFreeList(size_t floor) {
+    free_list_pending_ = false;
     frees_since_rebuild_ = 0;
     free_.clear();
     for (size_t i = meta_.size(); i-- > 0;) {
@@ -726,7 +762,10 @@ class TimerHeap {
     if (v.capacity() <= capacity) return;
     Vector fresh;
     fresh.reserve(capacity);
-    for (auto& x : v) fresh.push_back(std::move(x));
+    // One bulk move (a memcpy for trivially copyable elements), not a
+    // push_back per element.
+    fresh.insert(fresh.end(), std::make_move_iterator(v.begin()),
+                 std::make_move_iterator(v.end()));
     v.swap(fresh);
   }
 
@@ -735,8 +774,12 @@ class TimerHeap {
   std::vector<std::optional<Payload>> payloads_;
   // Indices of free slots, most recently freed on top; may also hold
   // indices >= meta_.size() of slots trimmed since (skipped on reuse).
+  // Empty, and not kept up, while free_list_pending_.
   std::vector<uint32_t> free_;
   size_t frees_since_rebuild_ = 0;
+  // The free list is due for a lowest-first rebuild (ShrinkSparse), done
+  // by the next AllocateSlot.
+  bool free_list_pending_ = false;
   size_t reserved_ = 0;
   // Every entry's seq is below this.
   uint32_t next_seq_ = 0;
@@ -791,7 +834,9 @@ bool TimerHeap<Key, Payload, Compare, Arity>::VerifyInvariants(
     listed[slot] = true;
     ++free_listed;
   }
-  if (free_listed + live != meta_.size()) {
+  if (free_list_pending_) {
+    if (!free_.empty()) return fail("a pending free list is not empty");
+  } else if (free_listed + live != meta_.size()) {
     return fail("free list does not cover every free slot");
   }
   return true;
