@@ -33,32 +33,7 @@ SignalSource::Mode ToSourceMode(SignalMode mode) {
 
 // ---------------------------------------------------------------- handles --
 
-WatcherHandle::WatcherHandle(EventLoop* loop, uint32_t slot)
-    : loop_(loop), slot_(slot) {
-  loop_->Attach(slot_, this);
-}
-
-WatcherHandle::WatcherHandle(WatcherHandle&& other) noexcept
-    : loop_(other.loop_), slot_(other.slot_) {
-  other.loop_ = nullptr;
-  if (loop_ != nullptr) loop_->Attach(slot_, this);
-}
-
-WatcherHandle& WatcherHandle::operator=(WatcherHandle&& other) noexcept {
-  if (this != &other) {
-    Release();
-    loop_ = other.loop_;
-    slot_ = other.slot_;
-    other.loop_ = nullptr;
-    if (loop_ != nullptr) loop_->Attach(slot_, this);
-  }
-  return *this;
-}
-
-WatcherHandle::~WatcherHandle() { Release(); }
-
-void WatcherHandle::Release() {
-  if (loop_ == nullptr) return;
+void WatcherHandle::Detach() {
   EventLoop* loop = loop_;
   loop_ = nullptr;
   loop->slot(slot_).owner = nullptr;
@@ -102,10 +77,6 @@ void IoWatcher::Stop() {
 
 bool Timer::pending() const {
   return loop_ != nullptr && loop_->slot(slot_).timer_armed;
-}
-
-void Timer::Cancel() {
-  if (loop_ != nullptr) loop_->DisarmTimer(slot_);
 }
 
 void Timer::Reschedule(absl::Duration delay) {
@@ -194,27 +165,8 @@ EventLoop::~EventLoop() {
 
 // ------------------------------------------------------------------ slots --
 
-uint32_t EventLoop::AllocateSlot(SlotKind kind) {
-  uint32_t index;
-  if (!free_slots_.empty()) {
-    index = free_slots_.back();
-    free_slots_.pop_back();
-  } else {
-    index = static_cast<uint32_t>(slots_.size());
-    slots_.emplace_back();
-  }
-  // A slot is pristine here: new ones are default-constructed, and FreeSlot
-  // resets a slot before it goes on the free list. It holds no callback: the
-  // caller constructs the one its kind needs right away (before anything
-  // can free the slot again).
-  Slot& s = slots_[index];
-  s.kind = kind;
-  ++s.epoch;
-  return index;
-}
-
-void EventLoop::Attach(uint32_t index, WatcherHandle* owner) {
-  slots_[index].owner = owner;
+void EventLoop::SlotTable::AddChunk() {
+  chunks_.push_back(std::make_unique<Slot[]>(kChunk));
 }
 
 void EventLoop::ReleaseSlot(uint32_t index) {
@@ -319,7 +271,10 @@ Timer EventLoop::NewTimer(MonoTime deadline, Task&& cb,
   s.priority = options.priority;
   s.set_interval(options.period);
   s.persistent = options.period > absl::ZeroDuration();
-  ArmTimer(index, deadline);
+  // What ArmTimer would do for a fresh slot (AllocateSlot bumped the epoch,
+  // nothing is armed), without its second lookup and tests.
+  s.timer = timers_.Push(deadline, index);
+  s.timer_armed = true;
   return Timer(this, index);
 }
 
@@ -329,7 +284,8 @@ void EventLoop::RunAfter(absl::Duration delay, Task cb) {
   ::new (&s.cb.task) Task(std::move(cb));
   s.persistent = false;
   s.loop_owned = true;
-  ArmTimer(index, Now() + delay);
+  s.timer = timers_.Push(Now() + delay, index);  // fresh: see NewTimer
+  s.timer_armed = true;
 }
 
 // --------------------------------------------------------------------- io --
