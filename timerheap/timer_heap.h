@@ -500,6 +500,11 @@ class TimerHeap {
   void Restore(size_t pos, Entry&& e) {
     if (pos > 0 && Less(e, heap_[Parent(pos)])) {
       SiftUp(pos, std::move(e));
+    } else if (FirstChild(pos) >= heap_.size()) {
+      // A leaf, as most positions are (three in four of a 4-ary heap's):
+      // placed here, without the out-of-line SiftDown's call and register
+      // saves (~10 instructions per cancel at a million timers).
+      Place(pos, std::move(e));
     } else {
       SiftDown(pos, std::move(e));
     }
