@@ -142,7 +142,10 @@ void EventLoop::SetFdSlot(int fd, int32_t value) {
 
 void EventLoop::PendingQueue::Grow(size_t need) {
   const size_t cap = std::max<size_t>({need, cap_ * 2, 64});
-  std::unique_ptr<Pending[]> bigger = std::make_unique<Pending[]>(cap);
+  // Default-initialised (Pending is trivial): only the first size_ entries
+  // are ever read before being written. make_unique would zero all of them
+  // first, ~7 instructions per timer when a million timers fire at once.
+  std::unique_ptr<Pending[]> bigger(new Pending[cap]);
   std::copy(data_.get(), data_.get() + size_, bigger.get());
   data_ = std::move(bigger);
   cap_ = cap;
