@@ -256,14 +256,6 @@ void EventLoop::DisarmTimer(uint32_t index) {
   }
 }
 
-Timer EventLoop::AddTimer(absl::Duration delay, Task cb, TimerOptions options) {
-  return NewTimer(Now() + delay, std::move(cb), options);
-}
-
-Timer EventLoop::AddTimerAt(MonoTime deadline, Task cb, TimerOptions options) {
-  return NewTimer(deadline, std::move(cb), options);
-}
-
 // Both public entry points take the callback by value; passing it on by
 // reference saves one AnyInvocable move (an indirect call) per timer.
 Timer EventLoop::NewTimer(MonoTime deadline, Task&& cb,

@@ -277,10 +277,15 @@ class EventLoop {
 
   absl::StatusOr<IoWatcher> WatchIo(int fd, uint32_t interest, IoCallback cb,
                                     IoOptions options = {});
+  // Inline: one call layer less per timer (NewTimer does the work).
   [[nodiscard]] Timer AddTimer(absl::Duration delay, Task cb,
-                               TimerOptions options = {});
+                               TimerOptions options = {}) {
+    return NewTimer(Now() + delay, std::move(cb), options);
+  }
   [[nodiscard]] Timer AddTimerAt(MonoTime deadline, Task cb,
-                                 TimerOptions options = {});
+                                 TimerOptions options = {}) {
+    return NewTimer(deadline, std::move(cb), options);
+  }
   // A one-shot timer the loop owns: no handle, cannot be cancelled.
   void RunAfter(absl::Duration delay, Task cb);
   // Signals are delivered to the loop's thread between callbacks, never in a
