@@ -364,6 +364,19 @@ class SignalBurstTest
 TEST_P(SignalBurstTest, BurstsDuringHeavyIoAreDeliveredAndIoKeepsFlowing) {
   const std::string backend = std::get<0>(GetParam());
   const SignalMode mode = std::get<1>(GetParam());
+#if defined(__SANITIZE_THREAD__)
+  // ThreadSanitizer does not run an asynchronous signal's handler when the
+  // signal lands: it runs it later, from the next libc call TSan intercepts
+  // on that thread. liburing enters the kernel through raw syscalls that TSan
+  // does not see, and with the self-pipe handler deferred that way this
+  // variant lost a burst (no handler run within 5 s) in 2 of 12 TSan runs,
+  // never in plain (40/40) or ASan (20/20) runs of the same binary source.
+  // The behaviour under test is the kernel's signal delivery, which TSan
+  // replaces; signalfd (no handler) and the other backends still run here.
+  if (backend == "io_uring" && mode == SignalMode::kSelfPipe) {
+    GTEST_SKIP() << "TSan defers signal handlers; see the comment above";
+  }
+#endif
   LoopOptions options = OptionsFor(backend);
   options.signal_mode = mode;
   std::unique_ptr<EventLoop> loop = MakeLoop(options);
