@@ -177,6 +177,7 @@ void EventLoop::ReleaseSlot(uint32_t index) {
   switch (s.kind) {
     case SlotKind::kIo:
       StopIo(index);
+      DisarmTimer(index);  // a parked inactivity deadline goes too
       break;
     case SlotKind::kTimer:
       DisarmTimer(index);
@@ -238,6 +239,7 @@ void EventLoop::ArmTimer(uint32_t index, MonoTime deadline) {
   Slot& s = slots_[index];
   ++s.epoch;
   s.timeout_extension_ns = 0;
+  Unpark(s);
   if (s.timer_armed) {
     timers_.Reschedule(s.timer, deadline);
   } else {
@@ -250,6 +252,7 @@ void EventLoop::DisarmTimer(uint32_t index) {
   Slot& s = slots_[index];
   ++s.epoch;
   s.timeout_extension_ns = 0;
+  Unpark(s);
   if (s.timer_armed) {
     timers_.Cancel(s.timer);
     s.timer_armed = false;
@@ -324,7 +327,22 @@ absl::Status EventLoop::StartIo(uint32_t index) {
   s.active = true;
   ++active_io_;
   if (s.interval() != absl::InfiniteDuration()) {
-    ArmTimer(index, Now() + s.interval());
+    const MonoTime deadline = Now() + s.interval();
+    if (s.timer_parked) {
+      // Stopped and started again before the old deadline came due: move
+      // the parked entry lazily, as readiness does (see Collect), instead of
+      // a cancel at Stop and a push here. The epoch was bumped by StopIo.
+      s.timer_parked = false;
+      --parked_timers_;
+      const int64_t key_ns = timers_.KeyOf(s.timer)->nanos();
+      if (deadline.nanos() >= key_ns) {
+        s.timeout_extension_ns = deadline.nanos() - key_ns;
+      } else {
+        ArmTimer(index, deadline);  // earlier than the key: a real move
+      }
+    } else {
+      ArmTimer(index, deadline);
+    }
   }
   return absl::OkStatus();
 }
@@ -339,9 +357,15 @@ void EventLoop::StopIo(uint32_t index) {
   fd_to_slot_[s.fd] = -1;
   s.active = false;
   --active_io_;
-  // The epoch is bumped above; an unarmed timer needs nothing more (its
-  // timeout_extension_ns is reset whenever it is armed again).
-  if (s.timer_armed) DisarmTimer(index);
+  // The epoch is bumped above, so no timeout collected earlier fires. The
+  // inactivity deadline stays in the heap, parked: a watcher stopped and
+  // started again (libevent's event_del + event_add, once per iteration in
+  // pipebench -t) then pays no heap cancel and push. CollectTimers drops a
+  // parked entry that comes due; release disarms it (ReleaseSlot).
+  if (s.timer_armed) {
+    s.timer_parked = true;
+    ++parked_timers_;
+  }
 }
 
 // ---------------------------------------------------------------- signals --
@@ -441,8 +465,9 @@ const LoopStats& EventLoop::stats() const {
 }
 
 bool EventLoop::HasActiveWork() const {
-  return active_io_ > 0 || !timers_.empty() || active_signals_ > 0 ||
-         !idle_slots_.empty() || !deferred_.empty() || !posted_batch_.empty();
+  return active_io_ > 0 || timers_.size() > parked_timers_ ||
+         active_signals_ > 0 || !idle_slots_.empty() || !deferred_.empty() ||
+         !posted_batch_.empty();
 }
 
 absl::Duration EventLoop::ComputeTimeout(bool block, MonoTime now) const {
@@ -450,14 +475,17 @@ absl::Duration EventLoop::ComputeTimeout(bool block, MonoTime now) const {
       !deferred_.empty() || !idle_slots_.empty() || !posted_batch_.empty()) {
     return absl::ZeroDuration();
   }
-  if (!timers_.empty() && timers_.TopKey() != MonoTime::Max()) {
+  // Only parked entries (stopped io watchers) are no reason to wait: a
+  // blocking RunOnce with nothing else active returns at once. With real
+  // timers too, a parked entry on top costs one early wake-up that drops it.
+  if (timers_.size() > parked_timers_ && timers_.TopKey() != MonoTime::Max()) {
     const absl::Duration left = timers_.TopKey() - now;
     return left > absl::ZeroDuration() ? left : absl::ZeroDuration();
   }
   // Nothing but I/O, signals or timers that never expire: block, unless
   // there is nothing at all to wait for (then a blocking RunOnce would hang).
-  if (active_io_ > 0 || active_signals_ > 0 || !timers_.empty() ||
-      wait_for_posts_) {
+  if (active_io_ > 0 || active_signals_ > 0 ||
+      timers_.size() > parked_timers_ || wait_for_posts_) {
     return absl::InfiniteDuration();
   }
   return absl::ZeroDuration();
@@ -667,6 +695,12 @@ void EventLoop::CollectTimers(MonoTime now) {
     const uint32_t index = entry.second;
     Slot& s = slots_[index];
     s.timer_armed = false;
+    if (s.timer_parked) {
+      // The old deadline of a stopped io watcher: nothing to fire.
+      Unpark(s);
+      s.timeout_extension_ns = 0;
+      continue;
+    }
     if (s.timeout_extension_ns > 0) {
       // An io inactivity deadline that readiness pushed out since it was
       // armed: move the heap entry there instead of firing, unless that too

@@ -331,6 +331,8 @@ class EventLoop {
     SlotKind kind = SlotKind::kFree;
     Priority priority = Priority::kNormal;
     bool timer_armed = false;
+    // io: stopped with its inactivity deadline left in the heap (StopIo).
+    bool timer_parked = false;
     bool persistent = true;          // io; timer: periodic
     bool active = false;             // io registered / signal owned / idle on
     bool loop_owned = false;         // RunAfter: freed after it fires
@@ -467,6 +469,13 @@ class EventLoop {
   const Slot& slot(uint32_t index) const { return slots_[index]; }
 
   void ArmTimer(uint32_t index, MonoTime deadline);
+  // Ends a parked state (the caller moves, cancels or drops the entry).
+  void Unpark(Slot& s) {
+    if (s.timer_parked) {
+      s.timer_parked = false;
+      --parked_timers_;
+    }
+  }
   void DisarmTimer(uint32_t index);
   absl::Status StartIo(uint32_t index);
   void StopIo(uint32_t index);
@@ -574,6 +583,8 @@ class EventLoop {
   std::vector<uint32_t> idle_slots_;
 
   size_t active_io_ = 0;
+  // Heap entries of stopped io watchers (Slot::timer_parked): not work.
+  size_t parked_timers_ = 0;
   size_t active_signals_ = 0;
 
   static constexpr uint32_t kNoSlot = UINT32_MAX;

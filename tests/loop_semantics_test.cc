@@ -387,6 +387,89 @@ TEST_P(LoopTest, InactivityTimeoutFiresAndReadinessPushesItBack) {
   EXPECT_EQ(timeouts, 2);
 }
 
+// Stop() leaves the inactivity deadline parked in the heap and Start() moves
+// it; none of that may show: the restarted watcher times out a full timeout
+// after Start(), never at the old deadline or twice, and a stopped watcher
+// never times out.
+TEST_P(LoopTest, StopAndStartRestartTheInactivityTimeout) {
+  FakeClock clock(FakeClock::kDefaultStart, /*monotonic=*/true);
+  auto loop = MakeLoop(&clock);
+  SocketPair sp;
+  int timeouts = 0;
+  IoOptions options;
+  options.timeout = absl::Milliseconds(100);
+  auto w = loop->WatchIo(
+      sp.a(), kReadable,
+      [&](const IoEvent& ev) {
+        EXPECT_TRUE(ev.timed_out);
+        ++timeouts;
+      },
+      options);
+  ASSERT_TRUE(w.ok());
+  clock.Advance(absl::Milliseconds(80));
+  ASSERT_TRUE(loop->RunOnce(false).ok());
+  w->Stop();
+  clock.Advance(absl::Milliseconds(10));
+  ASSERT_TRUE(w->Start().ok());           // t = 90: times out at 190
+  clock.Advance(absl::Milliseconds(20));  // t = 110, past the old deadline
+  ASSERT_TRUE(loop->RunOnce(false).ok());
+  EXPECT_EQ(timeouts, 0);
+  clock.Advance(absl::Milliseconds(79));  // t = 189
+  ASSERT_TRUE(loop->RunOnce(false).ok());
+  EXPECT_EQ(timeouts, 0);
+  clock.Advance(absl::Milliseconds(1));  // t = 190
+  ASSERT_TRUE(loop->RunOnce(false).ok());
+  EXPECT_EQ(timeouts, 1);
+
+  // Stopped across its deadline: nothing fires, then or later.
+  w->Stop();
+  clock.Advance(absl::Milliseconds(500));
+  ASSERT_TRUE(loop->RunOnce(false).ok());
+  ASSERT_TRUE(loop->RunOnce(false).ok());
+  EXPECT_EQ(timeouts, 1);
+  // Restarted long after: a full timeout from the restart.
+  ASSERT_TRUE(w->Start().ok());  // t = 690: times out at 790
+  clock.Advance(absl::Milliseconds(99));
+  ASSERT_TRUE(loop->RunOnce(false).ok());
+  EXPECT_EQ(timeouts, 1);
+  clock.Advance(absl::Milliseconds(1));
+  ASSERT_TRUE(loop->RunOnce(false).ok());
+  EXPECT_EQ(timeouts, 2);
+}
+
+// A stopped watcher's parked deadline is not work: Run(kUntilIdle) and a
+// blocking RunOnce return at once instead of waiting for it, and releasing
+// the stopped watcher takes the deadline out of the heap.
+TEST_P(LoopTest, StoppedWatcherWithATimeoutDoesNotKeepTheLoopWaiting) {
+  auto loop = MakeLoop();
+  SocketPair sp;
+  bool fired = false;
+  IoOptions options;
+  options.timeout = absl::Seconds(30);
+  auto w = loop->WatchIo(
+      sp.a(), kReadable, [&](const IoEvent&) { fired = true; }, options);
+  ASSERT_TRUE(w.ok());
+  EXPECT_TRUE(loop->HasActiveWork());
+  w->Stop();
+  EXPECT_FALSE(loop->HasActiveWork());
+  const absl::Time start = absl::Now();
+  ASSERT_TRUE(loop->RunOnce(true).ok());
+  ASSERT_TRUE(loop->Run().ok());
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  // Started and stopped again, then a real timer: the loop waits for that
+  // timer only, and the parked deadline never fires.
+  ASSERT_TRUE(w->Start().ok());
+  w->Stop();
+  int timer_runs = 0;
+  Timer t = loop->AddTimer(absl::Milliseconds(5), [&] { ++timer_runs; });
+  EXPECT_TRUE(loop->HasActiveWork());
+  RunUntilIdleBounded(*loop);
+  EXPECT_EQ(timer_runs, 1);
+  w->Release();
+  EXPECT_FALSE(loop->HasActiveWork());
+  EXPECT_FALSE(fired);
+}
+
 TEST_P(LoopTest, PeerCloseIsReported) {
   auto loop = MakeLoop();
   SocketPair sp;
