@@ -238,7 +238,7 @@ void EventLoop::FreeSlot(uint32_t index) {
 void EventLoop::ArmTimer(uint32_t index, MonoTime deadline) {
   Slot& s = slots_[index];
   ++s.epoch;
-  s.timeout_extension_ns = 0;
+  s.io_deadline_ns = deadline.nanos();
   Unpark(s);
   if (s.timer_armed) {
     timers_.Reschedule(s.timer, deadline);
@@ -248,10 +248,21 @@ void EventLoop::ArmTimer(uint32_t index, MonoTime deadline) {
   }
 }
 
+void EventLoop::ShiftTimers(absl::Duration offset) {
+  timers_.ShiftAll(offset);
+  // O(watchers), on a clock-jump correction only (non-monotonic sources).
+  for (Slot& s : slots_) {
+    if (s.kind == SlotKind::kIo && s.timer_armed) {
+      s.io_deadline_ns =
+          (MonoTime::FromNanos(s.io_deadline_ns) + offset).nanos();
+    }
+  }
+}
+
 void EventLoop::DisarmTimer(uint32_t index) {
   Slot& s = slots_[index];
   ++s.epoch;
-  s.timeout_extension_ns = 0;
+  s.io_deadline_ns = 0;
   Unpark(s);
   if (s.timer_armed) {
     timers_.Cancel(s.timer);
@@ -327,18 +338,23 @@ absl::Status EventLoop::StartIo(uint32_t index) {
   s.active = true;
   ++active_io_;
   if (s.interval() != absl::InfiniteDuration()) {
-    const MonoTime deadline = Now() + s.interval();
+    // In nanoseconds, as Collect computes a reset deadline (timeout_ns
+    // saturates; so does this sum).
+    int64_t due;
+    if (__builtin_add_overflow(Now().nanos(), s.timeout_ns, &due)) {
+      due = MonoTime::Max().nanos();
+    }
+    const MonoTime deadline = MonoTime::FromNanos(due);
     if (s.timer_parked) {
       // Stopped and started again before the old deadline came due: move
       // the parked entry lazily, as readiness does (see Collect), instead of
       // a cancel at Stop and a push here. The epoch was bumped by StopIo.
       s.timer_parked = false;
       --parked_timers_;
-      const int64_t key_ns = timers_.KeyOf(s.timer)->nanos();
-      if (deadline.nanos() >= key_ns) {
-        s.timeout_extension_ns = deadline.nanos() - key_ns;
+      if (deadline.nanos() >= s.io_deadline_ns) {
+        s.io_deadline_ns = deadline.nanos();
       } else {
-        ArmTimer(index, deadline);  // earlier than the key: a real move
+        ArmTimer(index, deadline);  // earlier than before: a real move
       }
     } else {
       ArmTimer(index, deadline);
@@ -523,7 +539,7 @@ void EventLoop::CorrectClockJump(MonoTime before_wait, absl::Duration timeout,
     if (!ready_.empty()) offset = jump.measured;
   }
   // Every deadline moves by the same amount, so the heap order holds.
-  timers_.ShiftAll(offset);
+  ShiftTimers(offset);
 }
 
 void EventLoop::CorrectJumpDuringCallbacks(MonoTime dispatch_start) {
@@ -547,7 +563,7 @@ void EventLoop::CorrectJumpDuringCallbacks(MonoTime dispatch_start) {
   } else {
     ++stats_.clock_jumps_forward;
   }
-  timers_.ShiftAll(span);
+  ShiftTimers(span);
   last_wait_end_ = end;
 }
 
@@ -567,7 +583,7 @@ absl::Status EventLoop::RunOnce(bool block) {
     // below cannot see). Forward jumps in that window look like slow
     // callbacks and are left alone.
     ++stats_.clock_jumps_backward;
-    timers_.ShiftAll(before - last_wait_end_);
+    ShiftTimers(before - last_wait_end_);
     last_wait_end_ = before;
   }
   if (have_last_wait_end_) {
@@ -633,14 +649,14 @@ void EventLoop::Collect(MonoTime now) {
     Slot& s = slots_[index];
     // Readiness resets the inactivity deadline before timers are collected,
     // so one batch never reports both readiness and a timeout.
-    // Lazily (see Slot::timeout_extension_ns): one heap lookup here instead
-    // of a sift per readiness; CollectTimers below sees the new deadline.
+    // Lazily (see Slot::io_deadline_ns): one store here instead of a sift
+    // per readiness; CollectTimers below sees the new deadline.
     if (s.timer_armed) {
       int64_t due;
       if (__builtin_add_overflow(now_ns, s.timeout_ns, &due)) {
         due = MonoTime::Max().nanos();
       }
-      s.timeout_extension_ns = due - timers_.KeyOf(s.timer)->nanos();
+      s.io_deadline_ns = due;
     }
     pending_[static_cast<int>(s.priority)].PushReserved(
         {static_cast<uint32_t>(index), s.epoch, ev->events, false, s.persistent,
@@ -698,21 +714,16 @@ void EventLoop::CollectTimers(MonoTime now) {
     if (s.timer_parked) {
       // The old deadline of a stopped io watcher: nothing to fire.
       Unpark(s);
-      s.timeout_extension_ns = 0;
+      s.io_deadline_ns = 0;
       continue;
     }
-    if (s.timeout_extension_ns > 0) {
+    if (s.kind == SlotKind::kIo && s.io_deadline_ns > deadline.nanos()) {
       // An io inactivity deadline that readiness pushed out since it was
       // armed: move the heap entry there instead of firing, unless that too
       // has passed.
-      int64_t due;
-      if (__builtin_add_overflow(deadline.nanos(), s.timeout_extension_ns,
-                                 &due)) {
-        due = MonoTime::Max().nanos();
-      }
-      s.timeout_extension_ns = 0;
-      if (MonoTime::FromNanos(due) > now) {
-        s.timer = timers_.Push(MonoTime::FromNanos(due), index);
+      const MonoTime due = MonoTime::FromNanos(s.io_deadline_ns);
+      if (due > now) {
+        s.timer = timers_.Push(due, index);
         s.timer_armed = true;
         continue;
       }

@@ -342,11 +342,12 @@ class EventLoop {
       int fd = -1;  // io
       int signo;    // signal
     };
-    // io inactivity timeout, reset lazily: readiness only records how far
-    // past its heap key the deadline has moved (relative to the key, so
-    // ShiftAll keeps it right); CollectTimers moves the heap entry when that
-    // key comes due. timeout_ns caches interval() for that arithmetic.
-    int64_t timeout_extension_ns = 0;
+    // io inactivity deadline, reset lazily: readiness (and a restart) only
+    // records the new deadline here, in nanoseconds, and the heap entry
+    // keeps its older key; CollectTimers moves the entry when that key comes
+    // due. Clock-jump corrections shift it with the keys (ShiftTimers).
+    // timeout_ns caches interval() for that arithmetic.
+    int64_t io_deadline_ns = 0;
     int64_t timeout_ns = 0;
     WatcherHandle* owner = nullptr;
     // Timer: the period; io: the inactivity timeout. Kept as the two fields
@@ -469,6 +470,9 @@ class EventLoop {
   const Slot& slot(uint32_t index) const { return slots_[index]; }
 
   void ArmTimer(uint32_t index, MonoTime deadline);
+  // Every deadline moves by `offset` (a clock-jump correction): the heap's
+  // keys and the io deadlines recorded lazily in the slots.
+  void ShiftTimers(absl::Duration offset);
   // Ends a parked state (the caller moves, cancels or drops the entry).
   void Unpark(Slot& s) {
     if (s.timer_parked) {
