@@ -146,10 +146,7 @@ class EpollBackend final : public Backend {
     }
     if (fd < 0) return di::ErrnoError(EBADF, kName, "Add", fd);
     if (Find(fd) != nullptr) return di::AlreadyRegistered(kName, fd);
-    if (static_cast<size_t>(fd) >= slots_.size()) {
-      slots_.resize(std::max<size_t>(fd + 1, slots_.size() * 2));
-    }
-    Slot& slot = slots_[fd];
+    Slot& slot = di::GrowFor(slots_, fd);
     const uint32_t mask = EpollMaskFor(interest);
     bool in_kernel = false;
     bool not_pollable = false;

@@ -338,13 +338,8 @@ absl::Status EventLoop::StartIo(uint32_t index) {
   s.active = true;
   ++active_io_;
   if (s.interval() != absl::InfiniteDuration()) {
-    // In nanoseconds, as Collect computes a reset deadline (timeout_ns
-    // saturates; so does this sum).
-    int64_t due;
-    if (__builtin_add_overflow(Now().nanos(), s.timeout_ns, &due)) {
-      due = MonoTime::Max().nanos();
-    }
-    const MonoTime deadline = MonoTime::FromNanos(due);
+    const MonoTime deadline =
+        MonoTime::FromNanos(IoDeadlineNs(Now().nanos(), s));
     if (s.timer_parked) {
       // Stopped and started again before the old deadline came due: move
       // the parked entry lazily, as readiness does (see Collect), instead of
@@ -651,13 +646,7 @@ void EventLoop::Collect(MonoTime now) {
     // so one batch never reports both readiness and a timeout.
     // Lazily (see Slot::io_deadline_ns): one store here instead of a sift
     // per readiness; CollectTimers below sees the new deadline.
-    if (s.timer_armed) {
-      int64_t due;
-      if (__builtin_add_overflow(now_ns, s.timeout_ns, &due)) {
-        due = MonoTime::Max().nanos();
-      }
-      s.io_deadline_ns = due;
-    }
+    if (s.timer_armed) s.io_deadline_ns = IoDeadlineNs(now_ns, s);
     pending_[static_cast<int>(s.priority)].PushReserved(
         {static_cast<uint32_t>(index), s.epoch, ev->events, false, s.persistent,
          &s});
@@ -800,7 +789,7 @@ void EventLoop::Invoke(const Pending& p) {
       if (!s.persistent) StopIo(p.slot);
       const IoEvent event{s.fd, p.events, p.timed_out};
       if (p.timed_out && s.persistent && s.active) {
-        ArmTimer(p.slot, Now() + s.interval());
+        ArmTimer(p.slot, MonoTime::FromNanos(IoDeadlineNs(Now().nanos(), s)));
       }
       s.cb.io(event);
       break;

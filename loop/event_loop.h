@@ -470,6 +470,15 @@ class EventLoop {
   const Slot& slot(uint32_t index) const { return slots_[index]; }
 
   void ArmTimer(uint32_t index, MonoTime deadline);
+  // now + the slot's io inactivity timeout, clamped at MonoTime::Max(): the
+  // one computation of an io deadline, wherever it is set or reset.
+  static int64_t IoDeadlineNs(int64_t now_ns, const SlotFields& s) {
+    int64_t due;
+    if (__builtin_add_overflow(now_ns, s.timeout_ns, &due)) {
+      due = MonoTime::Max().nanos();
+    }
+    return due;
+  }
   // Every deadline moves by `offset` (a clock-jump correction): the heap's
   // keys and the io deadlines recorded lazily in the slots.
   void ShiftTimers(absl::Duration offset);

@@ -66,6 +66,7 @@ T& GrowFor(std::vector<T>& table, int fd) {
   }
   return table[static_cast<size_t>(fd)];
 }
+
 absl::Status NotRegistered(absl::string_view backend, absl::string_view op,
                            int fd);
 
