@@ -304,6 +304,14 @@ void Connection::Settle() {
     RunCloseCallback();
     return;
   }
+  if (options_.send_after_batch && !in_deferred_flush_ && !output_.empty() &&
+      !shutdown_requested_ && !close_after_flush_ && !want_writable_) {
+    // Sent by the deferred flush, after the rest of the batch.
+    ScheduleDeferredFlush();
+    UpdateInterest();
+    if (closed_) RunCloseCallback();
+    return;
+  }
   if (!output_.empty() || shutdown_requested_ || close_after_flush_) {
     if (!want_writable_) FlushNow();
     if (closed_) {
@@ -367,15 +375,22 @@ void Connection::RequestFlush() {
   // Inside one of our callbacks (or a flush) the entry point settles when
   // the user code returns; a pending writable event will flush by itself.
   if (closed_ || callback_depth_ > 0 || in_handler_ || flushing_ ||
-      want_writable_ || flush_deferred_) {
+      want_writable_) {
     return;
   }
+  ScheduleDeferredFlush();
+}
+
+void Connection::ScheduleDeferredFlush() {
+  if (flush_deferred_) return;
   flush_deferred_ = true;
   loop_->Defer([self = shared_from_this()] {
     self->flush_deferred_ = false;
     if (self->closed_) return;
     self->in_handler_ = true;
+    self->in_deferred_flush_ = true;
     self->Settle();
+    self->in_deferred_flush_ = false;
     self->in_handler_ = false;
   });
 }

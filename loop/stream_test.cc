@@ -864,6 +864,51 @@ TEST_P(StreamTest, WritesFromOutsideCallbacksAreBatchedIntoOneSend) {
   EXPECT_EQ(ReadExactly(client.get(), expected.size()), expected);
 }
 
+TEST_P(StreamTest, SendAfterBatchHoldsRepliesUntilEveryCallbackHasRun) {
+  // Two connections readable in one iteration; each callback writes a reply
+  // and notes how many sends the other connection has made so far. Without
+  // the option the first reply is sent before the second callback runs;
+  // with it, both go out after the batch.
+  for (const bool after_batch : {false, true}) {
+    SCOPED_TRACE(after_batch ? "send_after_batch" : "default");
+    auto loop = MakeLoop();
+    Server server(loop.get());
+    server.options.send_after_batch = after_batch;
+    std::vector<uint64_t> others_sends;
+    std::vector<uint64_t> iterations;
+    server.on_read = [&](Connection& c, Buffer& in) {
+      uint64_t sends = 0;
+      for (const auto& other : server.conns) {
+        if (other.get() != &c) sends += other->stats().write_calls;
+      }
+      others_sends.push_back(sends);
+      iterations.push_back(loop->stats().iterations);
+      (void)c.Write(absl::StrCat("re:", in.Take(in.size())));
+    };
+    ASSERT_TRUE(server.Listen().ok());
+    UniqueFd a = Connect(server.address());
+    UniqueFd b = Connect(server.address());
+    RunUntil(*loop, [&] { return server.conns.size() == 2; });
+    ASSERT_EQ(send(a.get(), "a", 1, 0), 1);
+    ASSERT_EQ(send(b.get(), "b", 1, 0), 1);
+    RunUntil(*loop, [&] { return others_sends.size() == 2; });
+    ASSERT_EQ(iterations[0], iterations[1]) << "not one batch";
+    EXPECT_EQ(others_sends[0], 0u);
+    EXPECT_EQ(others_sends[1], after_batch ? 0u : 1u);
+    // Either way every reply goes out, in one send each.
+    RunUntil(*loop, [&] {
+      return server.conns[0]->output().empty() &&
+             server.conns[1]->output().empty();
+    });
+    EXPECT_EQ(server.conns[0]->stats().write_calls, 1u);
+    EXPECT_EQ(server.conns[1]->stats().write_calls, 1u);
+    ASSERT_TRUE(SetNonBlocking(a.get(), false).ok());
+    ASSERT_TRUE(SetNonBlocking(b.get(), false).ok());
+    EXPECT_EQ(ReadExactly(a.get(), 4), "re:a");
+    EXPECT_EQ(ReadExactly(b.get(), 4), "re:b");
+  }
+}
+
 // ---------------------------------------------------------------- connect --
 
 TEST_P(StreamTest, ConnectAsyncReportsRefusedAndTimeoutAndCancels) {
