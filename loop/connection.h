@@ -31,6 +31,8 @@
 // directly) from inside one of this connection's callbacks sends once that
 // callback returns; from anywhere else, after the loop's current batch of
 // callbacks (EventLoop::Defer). Either way many writes make one sendmsg.
+// With ConnectionOptions::send_after_batch, writes from this connection's
+// callbacks wait for the end of the batch too.
 //
 // Lifetime: create with Adopt(); the result is a std::shared_ptr. While open,
 // the loop holds a reference (in the fd watcher), so the user need not keep

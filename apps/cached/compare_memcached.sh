@@ -12,7 +12,8 @@
 # run THREADS worker threads and listen on 127.0.0.1 only. Prints the ops/s
 # of every run, the median per server, the ratio of the medians and the
 # median of the per-round ratios (the steadier of the two on a busy machine),
-# and each server's CPU time (user + system) per request, read from /proc.
+# each server's CPU time (user + system) per request, read from /proc, and
+# the load generator's CPU time per request.
 #
 # The client shares the machine with the server: on a 2-core machine the
 # absolute numbers are low and noisy; compare the ratio within one run.
@@ -30,7 +31,7 @@ while getopts "r:d:t:T:c:h" opt; do
     t) threads=$OPTARG ;;
     T) client_threads=$OPTARG ;;
     c) concurrency=$OPTARG ;;
-    *) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
   esac
 done
 
@@ -111,9 +112,12 @@ stop_server() {
 }
 
 # Runs the load against $server_port; prints ops/s (memaslap's TPS).
+# Also writes the client's CPU seconds (user + system) to $work/client.time.
 run_load() {
-  timeout $((duration + 30)) "$loadgen" -s "127.0.0.1:$server_port" -F "$work/load.cfg" \
-    -t "${duration}s" -T "$client_threads" -c "$concurrency" >"$work/load.out" 2>&1 || true
+  local TIMEFORMAT='%U %S'
+  { time timeout $((duration + 30)) "$loadgen" -s "127.0.0.1:$server_port" \
+      -F "$work/load.cfg" -t "${duration}s" -T "$client_threads" \
+      -c "$concurrency" >"$work/load.out" 2>&1 || true; } 2>"$work/client.time"
   local tps
   tps=$(sed -n 's/.*TPS: \([0-9]*\).*/\1/p' "$work/load.out" | tail -n 1)
   if [[ -z "$tps" ]]; then
@@ -133,11 +137,14 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2
 echo "load: $(basename "$loadgen") -T $client_threads -c $concurrency -t ${duration}s," \
   "90% get / 10% set, 64-byte keys, 100-byte values; servers: -t $threads, 127.0.0.1"
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-6s %-10s %12s %14s\n' round server ops/s "cpu µs/op"
+printf '%-6s %-10s %12s %14s %14s\n' round server ops/s "cpu µs/op" \
+  "client µs/op"
 : >"$work/cached.tps"
 : >"$work/memcached.tps"
 : >"$work/cached.cpu"
 : >"$work/memcached.cpu"
+: >"$work/cached.client"
+: >"$work/memcached.client"
 for round in $(seq "$rounds"); do
   # Alternate which server goes first, so a drift in machine load does
   # not always favour the same one.
@@ -152,10 +159,18 @@ for round in $(seq "$rounds"); do
     # client shares the cores, since it does not depend on who got them.
     cpu_us=$(awk -v t=$((cpu_after - cpu_before)) -v hz="$hz" -v n="${ops:-0}" \
       'BEGIN {if (n > 0) printf "%.3f", t / hz / n * 1e6; else print "nan"}')
+    # The client's CPU per request too: on a machine the client shares, a
+    # server that makes the client work less per reply (say, by answering
+    # several of its connections per wake-up) leaves it more of the cores.
+    client_us=$(awk -v n="${ops:-0}" \
+      '{if (n > 0) printf "%.3f", ($1 + $2) / n * 1e6; else print "nan"}' \
+      "$work/client.time")
     stop_server
     echo "$tps" >>"$work/$server.tps"
     echo "$cpu_us" >>"$work/$server.cpu"
-    printf '%-6s %-10s %12s %14s\n' "$round" "$server" "$tps" "$cpu_us"
+    echo "$client_us" >>"$work/$server.client"
+    printf '%-6s %-10s %12s %14s %14s\n' "$round" "$server" "$tps" "$cpu_us" \
+      "$client_us"
   done
 done
 ours=$(median <"$work/cached.tps")
@@ -172,3 +187,8 @@ ours_cpu=$(median <"$work/cached.cpu")
 theirs_cpu=$(median <"$work/memcached.cpu")
 printf 'median server CPU per op: cached %s µs, memcached %s µs; ratio %s (lower is better)\n' \
   "$ours_cpu" "$theirs_cpu" "$(awk -v a="$ours_cpu" -v b="$theirs_cpu" 'BEGIN {printf "%.3f", a / b}')"
+ours_client=$(median <"$work/cached.client")
+theirs_client=$(median <"$work/memcached.client")
+printf 'median client CPU per op: with cached %s µs, with memcached %s µs; ratio %s\n' \
+  "$ours_client" "$theirs_client" \
+  "$(awk -v a="$ours_client" -v b="$theirs_client" 'BEGIN {printf "%.3f", a / b}')"
