@@ -62,8 +62,11 @@
 //    allocated so that each group of siblings starts a cache line.
 //  - A slot table, indexed by handle, holds each element's current position
 //    in the heap array (the back-index, updated on every move) and its
-//    generation; payloads live in a parallel array and never move. Free slots
-//    are listed in a separate array (free_), with room for the whole table.
+//    generation; payloads live in a parallel array and never move (a
+//    trivially copyable payload bare, since the generation already says
+//    whether it is alive; any other in a std::optional). Cancel reads only
+//    the slot table unless the payload needs destroying. Free slots are
+//    listed in a separate array (free_), with room for the whole table.
 //  - `Arity` children per node. 4 is the default (faster than 2 in our
 //    benchmarks: half the levels, and the children of a node are adjacent).
 
@@ -128,6 +131,19 @@ struct SiblingAlignedAllocator {
   }
 };
 
+// Room for one trivially copyable T whose lifetime the owner tracks
+// elsewhere. Trivial itself (no constructor runs), so arrays of it are
+// copied and grown with memcpy.
+template <typename T>
+struct BareCell {
+  static_assert(std::is_trivially_copyable<T>::value, "T must be trivial");
+  T& get() { return *std::launder(reinterpret_cast<T*>(bytes)); }
+  const T& get() const {
+    return *std::launder(reinterpret_cast<const T*>(bytes));
+  }
+  alignas(T) unsigned char bytes[sizeof(T)];
+};
+
 }  // namespace timer_heap_internal
 
 template <typename Key, typename Payload, typename Compare = std::less<Key>,
@@ -189,7 +205,7 @@ class TimerHeap {
   // Adds an element; O(log n).
   Handle Push(Key deadline, Payload payload) {
     const uint32_t slot = AllocateSlot();
-    payloads_[slot].emplace(std::move(payload));
+    SetPayload(slot, std::move(payload));
     const uint32_t seq = NextSeq();
     const size_t pos = heap_.size();
     // The new entry is sifted from registers; the element appended here
@@ -232,18 +248,16 @@ class TimerHeap {
   const Key* KeyOf(Handle h) const {
     return Contains(h) ? &heap_[meta_[h.slot_].pos].key : nullptr;
   }
-  Payload* Get(Handle h) {
-    return Contains(h) ? &*payloads_[h.slot_] : nullptr;
-  }
+  Payload* Get(Handle h) { return Contains(h) ? &PayloadOf(h.slot_) : nullptr; }
   const Payload* Get(Handle h) const {
-    return Contains(h) ? &*payloads_[h.slot_] : nullptr;
+    return Contains(h) ? &PayloadOf(h.slot_) : nullptr;
   }
 
   // The minimum element. The heap must not be empty (aborts otherwise).
   const Key& TopKey() const { return heap_[CheckedTop()].key; }
-  Payload& TopPayload() { return *payloads_[heap_[CheckedTop()].slot]; }
+  Payload& TopPayload() { return PayloadOf(heap_[CheckedTop()].slot); }
   const Payload& TopPayload() const {
-    return *payloads_[heap_[CheckedTop()].slot];
+    return PayloadOf(heap_[CheckedTop()].slot);
   }
   Handle TopHandle() const {
     const uint32_t slot = heap_[CheckedTop()].slot;
@@ -256,7 +270,7 @@ class TimerHeap {
     CheckedTop();
     const uint32_t slot = heap_[0].slot;
     std::pair<Key, Payload> out(std::move(heap_[0].key),
-                                std::move(*payloads_[slot]));
+                                std::move(PayloadOf(slot)));
     RemoveTop();
     FreeSlot(slot);
     MaybeShrink();
@@ -311,7 +325,7 @@ class TimerHeap {
   // stale. Memory goes back down to the Reserve() floor. O(n).
   void Clear() {
     for (const Entry& e : heap_) {
-      payloads_[e.slot].reset();
+      DropPayload(e.slot);
       ++meta_[e.slot].generation;
     }
     heap_.clear();
@@ -338,7 +352,7 @@ class TimerHeap {
   size_t MemoryBytes() const {
     return heap_.capacity() * sizeof(Entry) +
            meta_.capacity() * sizeof(SlotMeta) +
-           payloads_.capacity() * sizeof(std::optional<Payload>) +
+           payloads_.capacity() * sizeof(PayloadCell) +
            free_.capacity() * sizeof(uint32_t);
   }
 
@@ -385,6 +399,9 @@ class TimerHeap {
     // Odd while the slot is live, even while free; bumped on every change.
     uint32_t generation;
 
+    // Trivial (a defaulted default constructor): the slot table then grows
+    // with memcpy instead of a loop over its elements.
+    SlotMeta() = default;
     SlotMeta(uint32_t p, uint32_t g) : pos(p), generation(g) {}
   };
 
@@ -581,7 +598,7 @@ class TimerHeap {
     // and the slot table out of step (the heap is already cut down); free
     // them in bulk, then trim and shrink once.
     for (Entry& e : due) {
-      out->emplace_back(std::move(e.key), std::move(*payloads_[e.slot]));
+      out->emplace_back(std::move(e.key), std::move(PayloadOf(e.slot)));
       DropPayload(e.slot);
       ++meta_[e.slot].generation;  // odd -> even: stale handles now fail
       if (!free_list_pending_) free_.push_back(e.slot);
@@ -652,7 +669,42 @@ class TimerHeap {
   static constexpr bool kKeepDeadPayloads =
       std::is_trivially_destructible<Payload>::value;
   void DropPayload(uint32_t slot) {
-    if (!kKeepDeadPayloads) payloads_[slot].reset();
+    if constexpr (!kKeepDeadPayloads) payloads_[slot].reset();
+  }
+
+  // A slot's payload is alive exactly while the slot is (odd generation),
+  // so a trivially copyable payload needs no engaged flag of its own: it is
+  // stored bare, in 4 bytes for the loop's uint32_t where std::optional took
+  // 8, and the array grows with memcpy (std::optional is not trivial, so it
+  // grew element by element). Any other payload keeps std::optional, whose
+  // flag makes its moves and destruction follow the slot's life.
+  static constexpr bool kBarePayloads =
+      std::is_trivially_copyable<Payload>::value;
+  using PayloadCell =
+      std::conditional_t<kBarePayloads, timer_heap_internal::BareCell<Payload>,
+                         std::optional<Payload>>;
+
+  Payload& PayloadOf(uint32_t slot) {
+    if constexpr (kBarePayloads) {
+      return payloads_[slot].get();
+    } else {
+      return *payloads_[slot];
+    }
+  }
+  const Payload& PayloadOf(uint32_t slot) const {
+    if constexpr (kBarePayloads) {
+      return payloads_[slot].get();
+    } else {
+      return *payloads_[slot];
+    }
+  }
+  void SetPayload(uint32_t slot, Payload&& payload) {
+    if constexpr (kBarePayloads) {
+      ::new (static_cast<void*>(payloads_[slot].bytes))
+          Payload(std::move(payload));
+    } else {
+      payloads_[slot].emplace(std::move(payload));
+    }
   }
 
   void FreeSlot(uint32_t slot) {
@@ -776,7 +828,8 @@ class TimerHeap {
 
   std::vector<Entry, timer_heap_internal::SiblingAlignedAllocator<Entry>> heap_;
   std::vector<SlotMeta> meta_;
-  std::vector<std::optional<Payload>> payloads_;
+  // Indexed like meta_; see PayloadCell.
+  std::vector<PayloadCell> payloads_;
   // Indices of free slots, most recently freed on top; may also hold
   // indices >= meta_.size() of slots trimmed since (skipped on reuse).
   // Empty, and not kept up, while free_list_pending_.
@@ -806,10 +859,12 @@ bool TimerHeap<Key, Payload, Compare, Arity>::VerifyInvariants(
   size_t live = 0;
   for (size_t s = 0; s < meta_.size(); ++s) {
     const bool is_live = IsLive(static_cast<uint32_t>(s));
-    if (is_live ? !payloads_[s].has_value()
-                : (!kKeepDeadPayloads && payloads_[s].has_value())) {
-      return fail("payload presence disagrees with generation at slot " +
-                  std::to_string(s));
+    if constexpr (!kBarePayloads) {
+      if (is_live ? !payloads_[s].has_value()
+                  : (!kKeepDeadPayloads && payloads_[s].has_value())) {
+        return fail("payload presence disagrees with generation at slot " +
+                    std::to_string(s));
+      }
     }
     if (is_live) ++live;
   }
