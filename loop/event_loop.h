@@ -490,6 +490,9 @@ class EventLoop {
     }
   }
   void DisarmTimer(uint32_t index);
+  // Timer::Cancel: DisarmTimer for a slot that is known to be a timer's
+  // (no parked state or io deadline to clear).
+  void CancelTimer(uint32_t index);
   absl::Status StartIo(uint32_t index);
   void StopIo(uint32_t index);
   void StopSignal(uint32_t index);
@@ -656,7 +659,7 @@ inline void WatcherHandle::Release() {
 }
 
 inline void Timer::Cancel() {
-  if (loop_ != nullptr) loop_->DisarmTimer(slot_);
+  if (loop_ != nullptr) loop_->CancelTimer(slot_);
 }
 
 }  // namespace eventide
