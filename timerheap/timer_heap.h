@@ -730,15 +730,25 @@ class TimerHeap {
 
   // Keeps the table ending at its highest live slot: O(number trimmed),
   // each slot trimmed at most once per time it was freed.
+  //
+  // Finds the new end first, then cuts both arrays once. A pop_back of each
+  // per trimmed slot, with the member stores between them, cost ~17
+  // instructions per slot, and a heap drained in random order trims nearly
+  // every slot once: that was ~17 instructions per cancel or pop.
   void TrimFreeTail() {
-    while (!meta_.empty() && !IsLive(static_cast<uint32_t>(meta_.size() - 1))) {
-      // A slot recreated later at this index must not reissue a generation
-      // that a stale handle to the trimmed slot still carries.
-      new_slot_generation_ =
-          std::max(new_slot_generation_, meta_.back().generation);
-      meta_.pop_back();
-      payloads_.pop_back();
+    const SlotMeta* const meta = meta_.data();
+    size_t end = meta_.size();
+    // A slot recreated later at a trimmed index must not reissue a
+    // generation that a stale handle to the trimmed slot still carries.
+    uint32_t newest = new_slot_generation_;
+    while (end > 0 && (meta[end - 1].generation & 1) == 0) {
+      newest = std::max(newest, meta[end - 1].generation);
+      --end;
     }
+    new_slot_generation_ = newest;
+    const auto cut = static_cast<std::ptrdiff_t>(end);
+    meta_.erase(meta_.begin() + cut, meta_.end());
+    payloads_.erase(payloads_.begin() + cut, payloads_.end());
   }
 
   // Gives memory back once an array is less than a quarter full, down to
