@@ -281,13 +281,8 @@ void EventLoop::CancelTimer(uint32_t index) {
   }
 }
 
-// Both public entry points take the callback by value; passing it on by
-// reference saves one AnyInvocable move (an indirect call) per timer.
-Timer EventLoop::NewTimer(MonoTime deadline, Task&& cb,
-                          const TimerOptions& options) {
-  const uint32_t index = AllocateSlot(SlotKind::kTimer);
-  Slot& s = slots_[index];
-  ::new (&s.cb.task) Task(std::move(cb));
+Timer EventLoop::ArmNewTimer(uint32_t index, Slot& s, MonoTime deadline,
+                             const TimerOptions& options) {
   s.priority = options.priority;
   s.set_interval(options.period);
   s.persistent = options.period > absl::ZeroDuration();

@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -87,6 +88,45 @@ TEST_P(LoopTest, TimersFireInDeadlineOrderWithFifoTies) {
   RunUntilIdleBounded(*loop);
   EXPECT_EQ(order,
             (std::vector<std::string>{"a", "t1", "t2", "t3", "t4", "c"}));
+}
+
+// A lambda builds its Task in the timer's slot, a Task is moved there: both
+// keep the insertion order among equal deadlines.
+TEST_P(LoopTest, TaskAndLambdaTimersShareTheFifoOrder) {
+  auto loop = MakeLoop();
+  std::vector<int> order;
+  const MonoTime at = loop->Now() + absl::Milliseconds(1);
+  std::vector<Timer> timers;
+  for (int i = 0; i < 6; ++i) {
+    if (i % 2 == 0) {
+      timers.push_back(
+          loop->AddTimerAt(at, [&order, i] { order.push_back(i); }));
+    } else {
+      Task task = [&order, i] { order.push_back(i); };
+      timers.push_back(loop->AddTimerAt(at, std::move(task)));
+    }
+  }
+  RunUntilIdleBounded(*loop);
+  EXPECT_EQ(order, (std::vector<int>{0, 1, 2, 3, 4, 5}));
+}
+
+// A callable whose copy throws: AddTimer lets the exception through and the
+// loop is left as it was (the slot taken for the timer is free again).
+TEST_P(LoopTest, CallableThatThrowsWhenCopiedLeavesTheLoopUsable) {
+  struct ThrowsOnCopy {
+    ThrowsOnCopy() = default;
+    ThrowsOnCopy(const ThrowsOnCopy&) { throw std::runtime_error("copy"); }
+    void operator()() const {}
+  };
+  auto loop = MakeLoop();
+  const ThrowsOnCopy callable;
+  EXPECT_THROW((void)loop->AddTimer(absl::Milliseconds(1), callable),
+               std::runtime_error);
+  EXPECT_FALSE(loop->HasActiveWork());
+  int fired = 0;
+  Timer t = loop->AddTimer(absl::Milliseconds(1), [&] { ++fired; });
+  RunUntilIdleBounded(*loop);
+  EXPECT_EQ(fired, 1);
 }
 
 TEST_P(LoopTest, TimerNeverFiresBeforeItsDeadline) {
