@@ -91,10 +91,6 @@ class Worker {
     options.read_high_watermark = std::max<size_t>(
         size_t{4} << 20, server_->options_.item_size_max + (size_t{64} << 10));
     options.write_low_watermark = kOutputBudget / 2;
-    // A worker serves many connections per wake-up: replying to all of them
-    // at the end lets each client thread's loop collect several replies per
-    // wait (measured in compare_memcached.sh: see README.md).
-    options.send_after_batch = true;
     auto session = std::make_shared<Session>(
         SessionConfig{server_->store_.get(), server_, &server_->verbosity_,
                       ParserLimits{server_->options_.item_size_max,
