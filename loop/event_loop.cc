@@ -75,6 +75,11 @@ void IoWatcher::Stop() {
   if (loop_ != nullptr) loop_->StopIo(slot_);
 }
 
+// A vector of a million timers is 16 MB, not 24: the hint is free.
+static_assert(
+    sizeof(Timer) == sizeof(WatcherHandle),
+    "Timer::heap_record_ should fit in the base class's tail padding");
+
 bool Timer::pending() const {
   return loop_ != nullptr && loop_->slot(slot_).timer_armed;
 }
@@ -84,7 +89,9 @@ void Timer::Reschedule(absl::Duration delay) {
 }
 
 void Timer::RescheduleAt(MonoTime deadline) {
-  if (loop_ != nullptr) loop_->ArmTimer(slot_, deadline);
+  if (loop_ == nullptr) return;
+  loop_->ArmTimer(slot_, deadline);
+  heap_record_ = loop_->slot(slot_).timer.record_index();
 }
 
 MonoTime Timer::deadline() const {
@@ -290,7 +297,7 @@ Timer EventLoop::ArmNewTimer(uint32_t index, Slot& s, MonoTime deadline,
   // nothing is armed), without its second lookup and tests.
   s.timer = timers_.Push(deadline, index);
   s.timer_armed = true;
-  return Timer(this, index);
+  return Timer(this, index, s.timer.record_index());
 }
 
 void EventLoop::RunAfter(absl::Duration delay, Task cb) {

@@ -172,6 +172,10 @@ class TimerHeap {
       return H::combine(std::move(h), x.slot_, x.generation_);
     }
 
+    // The index of the element's bookkeeping record: stable while the
+    // handle is, reused after. Only meaningful as a PrefetchRecord() hint.
+    uint32_t record_index() const { return slot_; }
+
    private:
     friend class TimerHeap;
     constexpr Handle(uint32_t slot, uint32_t generation)
@@ -237,6 +241,16 @@ class TimerHeap {
     e.seq = seq;
     Restore(pos, std::move(e));
     return true;
+  }
+
+  // Asks the cache for the bookkeeping record that Cancel() / Reschedule()
+  // of the element read first, so a caller that knows it will cancel can
+  // overlap that load with its own. Only a hint: any index is allowed
+  // (stale, or past the table), and nothing observable changes.
+  void PrefetchRecord(uint32_t record_index) const {
+    if (record_index < meta_.size()) {
+      __builtin_prefetch(&meta_[record_index], /*rw=*/1);
+    }
   }
 
   bool Contains(Handle h) const {

@@ -618,5 +618,28 @@ TEST(TimerHeapLayoutTest, HandleIsSmallAndHashable) {
   EXPECT_EQ(a, a);
 }
 
+// record_index() names the element's record for as long as the handle is
+// live, whatever the heap does around it; PrefetchRecord() takes any index
+// (stale, or far past the table) and changes nothing.
+TEST(TimerHeapLayoutTest, RecordIndexIsStableAndPrefetchIsOnlyAHint) {
+  TimerHeap<int64_t, int> heap;
+  std::vector<TimerHeap<int64_t, int>::Handle> handles;
+  for (int i = 0; i < 100; ++i) handles.push_back(heap.Push(100 - i, i));
+  const uint32_t kept = handles[50].record_index();
+  for (int i = 0; i < 100; i += 3) {
+    if (i != 50) heap.Cancel(handles[i]);
+  }
+  ASSERT_TRUE(heap.Reschedule(handles[50], 1));
+  EXPECT_EQ(handles[50].record_index(), kept);
+  EXPECT_NE(handles[51].record_index(), kept);
+  heap.PrefetchRecord(kept);
+  heap.PrefetchRecord(handles[0].record_index());  // cancelled: stale
+  heap.PrefetchRecord(std::numeric_limits<uint32_t>::max());
+  std::string why;
+  EXPECT_TRUE(heap.VerifyInvariants(&why)) << why;
+  EXPECT_EQ(heap.TopKey(), 1);
+  EXPECT_EQ(heap.TopPayload(), 50);
+}
+
 }  // namespace
 }  // namespace eventide
