@@ -118,7 +118,9 @@ struct ConnectionOptions {
   // reason). Costs one deferred task per busy connection per iteration and
   // adds the rest of the batch to each reply's latency. Shutdown,
   // CloseAfterFlush and a blocked socket (waiting for writable) behave as
-  // without it.
+  // without it. Measure before turning it on: apps/cached saw its clients'
+  // waits per request drop by a third and its throughput stay the same
+  // (apps/cached/README.md).
   bool send_after_batch = false;
   Priority priority = Priority::kNormal;
 };
