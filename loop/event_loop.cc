@@ -277,17 +277,6 @@ void EventLoop::DisarmTimer(uint32_t index) {
   }
 }
 
-void EventLoop::CancelTimer(uint32_t index) {
-  Slot& s = slots_[index];
-  // Bumped even when nothing is armed: a timer that came due in this
-  // iteration is already collected, and must not run now.
-  ++s.epoch;
-  if (s.timer_armed) {
-    s.timer_armed = false;
-    timers_.Cancel(s.timer);
-  }
-}
-
 Timer EventLoop::ArmNewTimer(uint32_t index, Slot& s, MonoTime deadline,
                              const TimerOptions& options) {
   s.priority = options.priority;
@@ -306,7 +295,7 @@ void EventLoop::RunAfter(absl::Duration delay, Task cb) {
   ::new (&s.cb.task) Task(std::move(cb));
   s.persistent = false;
   s.loop_owned = true;
-  s.timer = timers_.Push(Now() + delay, index);  // fresh: see NewTimer
+  s.timer = timers_.Push(Now() + delay, index);  // fresh: see ArmNewTimer
   s.timer_armed = true;
 }
 
@@ -357,8 +346,7 @@ absl::Status EventLoop::StartIo(uint32_t index) {
       // Stopped and started again before the old deadline came due: move
       // the parked entry lazily, as readiness does (see Collect), instead of
       // a cancel at Stop and a push here. The epoch was bumped by StopIo.
-      s.timer_parked = false;
-      --parked_timers_;
+      Unpark(s);
       if (deadline.nanos() >= s.io_deadline_ns) {
         s.io_deadline_ns = deadline.nanos();
       } else {
