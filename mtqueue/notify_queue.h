@@ -77,7 +77,8 @@
 #include <utility>
 #include <vector>
 
-#include "absl/functional/function_ref.h"
+#include "absl/base/attributes.h"
+#include "absl/base/optimization.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
@@ -133,7 +134,9 @@ class NotifyQueue {
   }
 
   NotifyQueue(PrivateTag, FdNotifier notifier, NotifyQueueOptions options)
-      : options_(options), notifier_(std::move(notifier)) {}
+      : options_(options),
+        notifier_(std::move(notifier)),
+        push_checks_(options.capacity != 0) {}
   NotifyQueue(const NotifyQueue&) = delete;
   NotifyQueue& operator=(const NotifyQueue&) = delete;
   NotifyQueue(NotifyQueue&&) = delete;
@@ -181,35 +184,18 @@ class NotifyQueue {
     bool wake;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      for (;;) {
-        if (closed_.load(std::memory_order_relaxed)) {
-          return absl::FailedPreconditionError(
-              "NotifyQueue::Push: the queue is closed");
-        }
-        if (options_.capacity == 0 || items_.size() < options_.capacity) {
-          break;
-        }
-        if (options_.full_policy == NotifyQueueOptions::FullPolicy::kFail) {
-          return absl::ResourceExhaustedError(
-              absl::StrCat("NotifyQueue::Push: the queue is full (capacity ",
-                           options_.capacity, ")"));
-        }
-#ifndef NDEBUG
-        if (drain_thread_.load(std::memory_order_relaxed) ==
-            std::this_thread::get_id()) {
-          mtqueue_internal::DieOnMisuse(
-              "NotifyQueue::Push would block forever: called from a Drain() "
-              "callback on a full queue with FullPolicy::kBlock");
-        }
-#endif
-        ++blocked_pushers_;
-        not_full_.wait(lock);
-        --blocked_pushers_;
+      // The hot path (an open, unbounded queue) is one test. The rest
+      // (closed, bounded, waiting for room, the error statuses) is out of
+      // line in MakeRoomLocked(): inlined here, it cost a stack-protected
+      // 200-byte frame and a third more instructions per push.
+      if (ABSL_PREDICT_FALSE(push_checks_)) {
+        absl::Status room = MakeRoomLocked(lock);
+        if (!room.ok()) return room;
       }
       items_.emplace_back(std::forward<Args>(args)...);
       wake = StartWakeLocked();
     }
-    if (wake) FinishWake();
+    if (ABSL_PREDICT_FALSE(wake)) FinishWake();
     return absl::OkStatus();
   }
 
@@ -239,7 +225,13 @@ class NotifyQueue {
   //
   // If closed() was true before the call, this Drain() returns every item
   // that will ever be in the queue.
-  size_t Drain(absl::FunctionRef<void(T&&)> fn) {
+  //
+  // `fn` is any callable taking T&& (an absl::FunctionRef works too). It is
+  // a template parameter so the per-item call can be inlined: at hundreds
+  // of items per wake-up, an indirect call per item is a measurable share
+  // of the consumer's work.
+  template <typename Fn>
+  size_t Drain(Fn&& fn) {
     EnterDrain();
     std::vector<T> batch = std::move(spare_);
     spare_.clear();
@@ -348,6 +340,7 @@ class NotifyQueue {
     std::lock_guard<std::mutex> lock(mu_);
     if (closed_.load(std::memory_order_relaxed)) return;
     closed_.store(true, std::memory_order_release);
+    push_checks_ = true;
     if (blocked_pushers_ != 0) not_full_.notify_all();
     // Unconditional, unlike a push: a pending wake-up could be consumed by a
     // Drain() that started before Close(); this write is never read. Close()
@@ -382,6 +375,38 @@ class NotifyQueue {
  private:
   static constexpr size_t kKeptCapacity = 4096;
 
+  // Emplace()'s slow path, with `lock` held on mu_: returns OK once the
+  // queue is open and has room (after waiting, with FullPolicy::kBlock), or
+  // the error Emplace() reports. Kept out of line; see Emplace().
+  ABSL_ATTRIBUTE_NOINLINE absl::Status MakeRoomLocked(
+      std::unique_lock<std::mutex>& lock) {
+    for (;;) {
+      if (closed_.load(std::memory_order_relaxed)) {
+        return absl::FailedPreconditionError(
+            "NotifyQueue::Push: the queue is closed");
+      }
+      if (options_.capacity == 0 || items_.size() < options_.capacity) {
+        return absl::OkStatus();
+      }
+      if (options_.full_policy == NotifyQueueOptions::FullPolicy::kFail) {
+        return absl::ResourceExhaustedError(
+            absl::StrCat("NotifyQueue::Push: the queue is full (capacity ",
+                         options_.capacity, ")"));
+      }
+#ifndef NDEBUG
+      if (drain_thread_.load(std::memory_order_relaxed) ==
+          std::this_thread::get_id()) {
+        mtqueue_internal::DieOnMisuse(
+            "NotifyQueue::Push would block forever: called from a Drain() "
+            "callback on a full queue with FullPolicy::kBlock");
+      }
+#endif
+      ++blocked_pushers_;
+      not_full_.wait(lock);
+      --blocked_pushers_;
+    }
+  }
+
   // Called with mu_ held, right after an item was added. Returns true when
   // this push is the one that must write the wake-up (no wake-up pending);
   // the caller then calls FinishWake() after releasing the lock.
@@ -401,7 +426,8 @@ class NotifyQueue {
     return true;
   }
 
-  void FinishWake() {
+  // Once per batch, not per push: out of line so the push path stays small.
+  ABSL_ATTRIBUTE_NOINLINE void FinishWake() {
     Wake();
     // The last access to *this by this producer.
     writers_in_flight_.fetch_sub(1, std::memory_order_release);
@@ -421,6 +447,9 @@ class NotifyQueue {
   std::vector<T> items_;              // guarded by mu_
   bool wake_pending_ = false;         // guarded by mu_
   size_t blocked_pushers_ = 0;        // guarded by mu_
+  // Guarded by mu_: a push must go through MakeRoomLocked() (the queue is
+  // bounded or closed). One flag, so the common push tests one byte.
+  bool push_checks_;
   // Written under mu_, read without it by closed() and Drain().
   std::atomic<bool> closed_{false};
 
