@@ -183,13 +183,13 @@ class NotifyQueue {
   absl::Status Emplace(Args&&... args) {
     bool wake;
     {
-      std::unique_lock<std::mutex> lock(mu_);
+      std::lock_guard<std::mutex> lock(mu_);
       // The hot path (an open, unbounded queue) is one test. The rest
       // (closed, bounded, waiting for room, the error statuses) is out of
       // line in MakeRoomLocked(): inlined here, it cost a stack-protected
       // 200-byte frame and a third more instructions per push.
       if (ABSL_PREDICT_FALSE(push_checks_)) {
-        absl::Status room = MakeRoomLocked(lock);
+        absl::Status room = MakeRoomLocked();
         if (!room.ok()) return room;
       }
       items_.emplace_back(std::forward<Args>(args)...);
@@ -375,11 +375,10 @@ class NotifyQueue {
  private:
   static constexpr size_t kKeptCapacity = 4096;
 
-  // Emplace()'s slow path, with `lock` held on mu_: returns OK once the
-  // queue is open and has room (after waiting, with FullPolicy::kBlock), or
-  // the error Emplace() reports. Kept out of line; see Emplace().
-  ABSL_ATTRIBUTE_NOINLINE absl::Status MakeRoomLocked(
-      std::unique_lock<std::mutex>& lock) {
+  // Emplace()'s slow path, with mu_ held: returns OK once the queue is open
+  // and has room (after waiting, with FullPolicy::kBlock), or the error
+  // Emplace() reports. Kept out of line; see Emplace().
+  ABSL_ATTRIBUTE_NOINLINE absl::Status MakeRoomLocked() {
     for (;;) {
       if (closed_.load(std::memory_order_relaxed)) {
         return absl::FailedPreconditionError(
@@ -401,10 +400,19 @@ class NotifyQueue {
             "callback on a full queue with FullPolicy::kBlock");
       }
 #endif
-      ++blocked_pushers_;
-      not_full_.wait(lock);
-      --blocked_pushers_;
+      WaitNotFullLocked();
     }
+  }
+
+  // With mu_ held by the caller's lock_guard (a unique_lock's ownership
+  // flag cost every push a store and a test): borrows the lock for the
+  // wait and hands it back still held.
+  void WaitNotFullLocked() {
+    std::unique_lock<std::mutex> lock(mu_, std::adopt_lock);
+    ++blocked_pushers_;
+    not_full_.wait(lock);
+    --blocked_pushers_;
+    lock.release();
   }
 
   // Called with mu_ held, right after an item was added. Returns true when
