@@ -42,6 +42,7 @@
 #define EVENTIDE_LOOP_EVENT_LOOP_H_
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -246,7 +247,7 @@ class IdleWatcher : public WatcherHandle {
 };
 
 class EventLoop {
-  // A callable that AddTimer accepts other than a Task itself.
+  // A callable that AddTimer, Post and RunInLoop accept other than a Task.
   template <typename F>
   using EnableIfCallback =
       std::enable_if_t<!std::is_same<std::decay_t<F>, Task>::value &&
@@ -331,6 +332,33 @@ class EventLoop {
   // notification). RunInLoop runs fn at once when called on the loop thread.
   absl::Status Post(Task fn);
   absl::Status RunInLoop(Task fn);
+  // The same for a callable that is not already a Task (a lambda, say).
+  // Post builds the Task directly in the queue when it fits the Task's
+  // inline storage (two pointers, as a lambda capturing `this` and a value
+  // does), instead of here and then moved there: the move and the
+  // destruction of the moved-from Task are an indirect call each, per
+  // message. A larger callable would allocate, and that happens here, not
+  // under the queue's lock. RunInLoop on the loop thread calls `fn` at once
+  // and builds no Task at all. Behaves exactly like the overloads above.
+  template <typename F, typename = EnableIfCallback<F>>
+  absl::Status Post(F&& fn) {
+    using D = std::decay_t<F>;
+    if constexpr (sizeof(D) <= 2 * sizeof(void*) &&
+                  alignof(D) <= alignof(std::max_align_t) &&
+                  std::is_nothrow_move_constructible<D>::value) {
+      return posted_->Emplace(std::forward<F>(fn));
+    } else {
+      return Post(Task(std::forward<F>(fn)));
+    }
+  }
+  template <typename F, typename = EnableIfCallback<F>>
+  absl::Status RunInLoop(F&& fn) {
+    if (IsInLoopThread()) {
+      fn();
+      return absl::OkStatus();
+    }
+    return Post(std::forward<F>(fn));
+  }
   bool IsInLoopThread() const;
 
   // In a child after fork(): re-creates the backend if it shares kernel state

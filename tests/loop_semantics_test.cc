@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <memory>
 #include <stdexcept>
@@ -753,6 +754,49 @@ TEST_P(LoopTest, PostsFromOtherThreadsAllRunOnTheLoopThread) {
   RunUntilStoppedBounded(*loop);
   for (auto& p : producers) p.join();
   EXPECT_EQ(ran, kThreads * kPerThread);
+  EXPECT_FALSE(wrong_thread);
+}
+
+// Post and RunInLoop take a Task, a small callable (built in the queue in
+// place), a large one (built as a Task first) and a move-only one; from
+// another thread all of them run on the loop thread in the order posted.
+TEST_P(LoopTest, EveryKindOfPostedCallableKeepsOneFifoOrder) {
+  auto loop = MakeLoop();
+  std::vector<int> order;  // only touched on the loop thread
+  std::atomic<bool> wrong_thread{false};
+  const std::thread::id loop_thread = std::this_thread::get_id();
+  constexpr int kRounds = 200;
+  constexpr int kPerRound = 5;
+  auto note = [&](int value) {
+    if (std::this_thread::get_id() != loop_thread) wrong_thread = true;
+    order.push_back(value);
+    if (order.size() == kRounds * kPerRound) loop->Stop();
+  };
+  std::thread producer([&] {
+    for (int r = 0; r < kRounds; ++r) {
+      const int base = r * kPerRound;
+      Task task = [&note, base] { note(base); };
+      EXPECT_TRUE(loop->Post(std::move(task)).ok());
+      EXPECT_TRUE(loop->Post([&note, base] { note(base + 1); }).ok());
+      // Larger than a Task's inline storage: takes the Task path.
+      std::array<int64_t, 6> big{};
+      big[5] = base + 2;
+      static_assert(sizeof(big) > 2 * sizeof(void*), "must not fit inline");
+      EXPECT_TRUE(
+          loop->Post([&note, big] { note(static_cast<int>(big[5])); }).ok());
+      auto owned = std::make_unique<int>(base + 3);
+      EXPECT_TRUE(
+          loop->Post([&note, owned = std::move(owned)] { note(*owned); }).ok());
+      // Not on the loop thread, so this posts too.
+      EXPECT_TRUE(loop->RunInLoop([&note, base] { note(base + 4); }).ok());
+    }
+  });
+  RunUntilStoppedBounded(*loop);
+  producer.join();
+  ASSERT_EQ(order.size(), static_cast<size_t>(kRounds * kPerRound));
+  for (int i = 0; i < kRounds * kPerRound; ++i) {
+    ASSERT_EQ(order[i], i) << "at position " << i;
+  }
   EXPECT_FALSE(wrong_thread);
 }
 
