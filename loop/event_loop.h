@@ -354,7 +354,13 @@ class EventLoop {
   template <typename F, typename = EnableIfCallback<F>>
   absl::Status RunInLoop(F&& fn) {
     if (IsInLoopThread()) {
-      fn();
+      if constexpr (std::is_invocable<F&>::value) {
+        fn();
+      } else {
+        // A const reference to a lambda with a mutable call operator: call
+        // a copy, as Task would.
+        Task(std::forward<F>(fn))();
+      }
       return absl::OkStatus();
     }
     return Post(std::forward<F>(fn));

@@ -815,6 +815,16 @@ TEST_P(LoopTest, RunInLoopRunsInlineOnTheLoopThread) {
   bool ran = false;
   ASSERT_TRUE(loop->RunInLoop([&] { ran = true; }).ok());
   EXPECT_TRUE(ran);
+  // A const lambda with a mutable call operator runs as a copy (each call
+  // starts from n = 0), a Task runs as it is: both at once, inline.
+  int calls = 0;
+  const auto counting = [&calls, n = 0]() mutable { calls += ++n; };
+  ASSERT_TRUE(loop->RunInLoop(counting).ok());
+  ASSERT_TRUE(loop->RunInLoop(counting).ok());
+  EXPECT_EQ(calls, 2);
+  Task task = [&calls] { calls += 10; };
+  ASSERT_TRUE(loop->RunInLoop(std::move(task)).ok());
+  EXPECT_EQ(calls, 12);
 }
 
 // ---------------------------------------------------------------- signals --
