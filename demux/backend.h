@@ -168,12 +168,8 @@ struct BackendOptions {
   // epoll_wait (ms timeouts); for tests and broken kernels.
   bool epoll_use_pwait2 = true;
   // epoll: defer Modify to the next Wait and apply only the net change
-  // (libevent's changelist), and defer Remove's EPOLL_CTL_DEL the same way,
-  // so that a Remove undone by an Add before the next Wait costs one MOD
-  // instead of a DEL and an ADD. Add is applied at once, so its errors are
-  // immediate. close() after Remove stays safe: if a dup() keeps the file
-  // open, the kernel's stale entry wakes one Wait, which rebuilds the epoll
-  // set without it.
+  // (libevent's changelist, for Modify only: Add and Remove are applied at
+  // once so errors are immediate and close() after Remove is safe).
   bool epoll_batch_modify = true;
   // io_uring: submission queue entries (the completion queue is larger, see
   // io_uring.cc).

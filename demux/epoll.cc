@@ -6,10 +6,7 @@
 //    left; otherwise epoll keeps reporting the old fd number. We give the
 //    kernel a token (fd + generation) rather than a bare fd and drop events
 //    whose generation is stale, so such an event is never attributed to a new
-//    fd that reuses the number. Such an entry cannot be deleted any more
-//    (its number is closed or names another file), and level-triggered it
-//    would wake every wait: a stale token makes Wait rebuild the epoll set
-//    from the live registrations.
+//    fd that reuses the number.
 //  - EPOLLHUP and EPOLLERR are reported even with events = 0, level-triggered.
 //    Interest 0 therefore means "not in the kernel set" (EPOLL_CTL_DEL), or a
 //    hung-up parked fd would make every epoll_wait return at once.
@@ -153,30 +150,7 @@ class EpollBackend final : public Backend {
     const uint32_t mask = EpollMaskFor(interest);
     bool in_kernel = false;
     bool not_pollable = false;
-    bool done = false;
-    if (slot.del_pending) {
-      // Removed since the last Wait, and the kernel still holds that
-      // registration: one MOD (with the new generation's token) replaces the
-      // DEL + ADD, so a watcher stopped and started again costs one system
-      // call. If the number names another file by now (closed and reused),
-      // MOD fails and the plain path below adds it afresh.
-      slot.del_pending = false;
-      slot.dirty = false;  // its entry in dirty_fds_ is skipped
-      --dirty_count_;
-      if (mask != 0) {
-        struct epoll_event ev = {};
-        ev.events = mask;
-        ev.data.u64 = MakeToken(fd, slot.generation + 1);
-        done = in_kernel = epoll_ctl(epfd_, EPOLL_CTL_MOD, fd, &ev) == 0;
-      } else {
-        struct epoll_event ev = {};
-        (void)epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, &ev);
-      }
-      if (!done) slot.kernel_mask = 0;
-    }
-    if (done) {
-      // Registered by the MOD above.
-    } else if (mask == 0) {
+    if (mask == 0) {
       // Parked: nothing in the kernel, but the fd must still be valid.
       if (absl::Status s = di::CheckFdOpen(fd, kName, "Add"); !s.ok()) {
         return s;
@@ -221,7 +195,6 @@ class EpollBackend final : public Backend {
       if (!slot->dirty) {
         slot->dirty = true;
         dirty_fds_.push_back(fd);
-        ++dirty_count_;
       }
       return absl::OkStatus();
     }
@@ -231,32 +204,6 @@ class EpollBackend final : public Backend {
   absl::Status Remove(int fd) override {
     Slot* slot = Find(fd);
     if (slot == nullptr) return di::NotRegistered(kName, "Remove", fd);
-    if (slot->kernel_mask != 0 && batch_modify_) {
-      // The DEL waits for the next Wait (FlushModifications): a watcher
-      // that is started again before then (libevent's event_del + event_add)
-      // costs one MOD in Add instead of a DEL and an ADD. Until then the
-      // slot is unregistered for every caller, and Wait flushes before it
-      // asks the kernel, so no event of the removed fd is reported.
-      //
-      // If the caller closes fd before that Wait while a dup() of the file
-      // lives on, the deferred DEL fails and the kernel keeps reporting the
-      // file under a stale token; Wait then rebuilds the epoll set (see
-      // RebuildKernelSet), which is the only way to drop such a
-      // registration.
-      const uint32_t generation = slot->generation;
-      const uint32_t kernel_mask = slot->kernel_mask;
-      const bool listed = slot->dirty;
-      *slot = Slot();
-      slot->generation = generation;
-      slot->kernel_mask = kernel_mask;
-      slot->del_pending = true;
-      slot->dirty = true;
-      if (!listed) {
-        dirty_fds_.push_back(fd);
-        ++dirty_count_;
-      }
-      return absl::OkStatus();
-    }
     absl::Status status;
     if (slot->kernel_mask != 0) {
       struct epoll_event ev = {};  // non-NULL for kernels before 2.6.9
@@ -271,7 +218,6 @@ class EpollBackend final : public Backend {
       not_pollable_fds_.erase(
           std::find(not_pollable_fds_.begin(), not_pollable_fds_.end(), fd));
     }
-    if (slot->dirty) --dirty_count_;  // its entry in dirty_fds_ is skipped
     const uint32_t generation = slot->generation;
     *slot = Slot();
     slot->generation = generation;  // keeps stale tokens stale
@@ -321,7 +267,6 @@ class EpollBackend final : public Backend {
     // kept is overwritten or cut off below.
     if (out->size() < static_cast<size_t>(n)) out->resize(n);
     ReadyEvent* dst = out->data();
-    bool stale = false;
     const Slot* const slots = slots_.data();
     const size_t num_slots = slots_.size();
     for (int i = 0; i < n; ++i) {
@@ -329,16 +274,10 @@ class EpollBackend final : public Backend {
       const int fd = TokenFd(token);
       // Remove keeps the generation and Add bumps it, so a registered slot
       // with the token's generation is the registration that made it.
-      if (static_cast<size_t>(fd) >= num_slots) {
-        stale = true;
-        continue;
-      }
+      if (static_cast<size_t>(fd) >= num_slots) continue;
       const Slot& slot = slots[fd];
       if (slot.live_token != token) {
-        // A registration the kernel kept for a file closed while a dup()
-        // of it lives on (the flush above removed every other one).
-        stale = true;
-        continue;
+        continue;  // a dup()ed description closed without Remove
       }
       const uint32_t raw = events_[i].events;
       const uint32_t events =
@@ -347,7 +286,6 @@ class EpollBackend final : public Backend {
       if (events != 0) *dst++ = ReadyEvent{fd, events};
     }
     out->resize(static_cast<size_t>(dst - out->data()));
-    if (stale) RebuildKernelSet();
     if (have_not_pollable) {
       for (int fd : not_pollable_fds_) {
         Slot& slot = slots_[fd];
@@ -371,9 +309,6 @@ class EpollBackend final : public Backend {
     bool not_pollable = false;  // EPERM from epoll: always ready
     bool dirty = false;         // in dirty_fds_ (deferred MOD)
     bool edge_pending = false;  // not_pollable + edge: report once more
-    // Removed, but the DEL is deferred to the next Wait (the slot is in
-    // dirty_fds_, kernel_mask and generation describe the kernel's entry).
-    bool del_pending = false;
     uint32_t interest = 0;
     uint32_t kernel_mask = 0;  // events registered in the kernel; 0 = none
     uint32_t generation = 0;
@@ -416,26 +351,7 @@ class EpollBackend final : public Backend {
   }
 
   void FlushModifications() {
-    // Every entry undone since it was listed (a Remove and then an Add of
-    // the same fd, once per watcher per iteration in pipebench): nothing to
-    // apply, and no need to walk the list.
-    if (dirty_count_ == 0) {
-      dirty_fds_.clear();
-      return;
-    }
-    dirty_count_ = 0;
     for (int fd : dirty_fds_) {
-      Slot& entry = slots_[fd];
-      if (entry.del_pending) {
-        entry.del_pending = false;
-        entry.dirty = false;
-        entry.kernel_mask = 0;
-        struct epoll_event ev = {};
-        // EBADF/ENOENT: closed since Remove. The kernel forgot the fd unless
-        // a dup() keeps the file open; then Wait sees its stale token.
-        (void)epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, &ev);
-        continue;
-      }
       Slot* slot = Find(fd);
       if (slot == nullptr || !slot->dirty) continue;  // removed meanwhile
       slot->dirty = false;
@@ -448,41 +364,12 @@ class EpollBackend final : public Backend {
     dirty_fds_.clear();
   }
 
-  // A registration that reports under a stale token cannot be deleted: its
-  // fd number is closed or names another file now. So a fresh epoll set
-  // takes every live registration and the old set goes with its fd (libev
-  // does the same when it sees a stale generation). Level-triggered, such a
-  // registration would otherwise wake every Wait for as long as the dup()
-  // lives. If epoll_create1 fails, the old set stays and the stale events
-  // keep being dropped.
-  void RebuildKernelSet() {
-    const int fresh = epoll_create1(EPOLL_CLOEXEC);
-    if (fresh == -1) return;
-    for (size_t fd = 0; fd < slots_.size(); ++fd) {
-      Slot& slot = slots_[fd];
-      if (!slot.registered || slot.kernel_mask == 0) continue;
-      struct epoll_event ev = {};
-      ev.events = slot.kernel_mask;
-      ev.data.u64 = slot.live_token;
-      if (epoll_ctl(fresh, EPOLL_CTL_ADD, static_cast<int>(fd), &ev) == -1) {
-        // Closed without Remove (a caller error, backend.h): the kernel had
-        // forgotten it already; Modify adds it again if it is still wanted.
-        slot.kernel_mask = 0;
-      }
-    }
-    close(epfd_);
-    epfd_ = fresh;
-  }
-
-  int epfd_;  // replaced by RebuildKernelSet
+  const int epfd_;
   const bool use_pwait2_;
   const bool batch_modify_;
   const int max_events_;
   std::vector<Slot> slots_;  // indexed by fd
   std::vector<int> dirty_fds_;
-  // Slots in dirty_fds_ with dirty set (entries can be stale: undone by
-  // Add, or dropped by an immediate Remove).
-  size_t dirty_count_ = 0;
   std::vector<int> not_pollable_fds_;
   std::vector<struct epoll_event> events_;
 };

@@ -2,14 +2,11 @@
 //
 // epoll specifics the conformance suite does not reach: the epoll_pwait2
 // probe and its fallback (played with a seccomp filter in a child), the
-// growth of the event buffer (and that a small buffer starves no fd), the
-// always-ready emulation for regular files with kEdgeTriggered, the deferred
-// removal (checked against the kernel's own list in /proc/self/fdinfo), and
-// the rebuild that drops registrations of files closed while a dup() lives.
+// growth of the event buffer (and that a small buffer starves no fd), and
+// the always-ready emulation for regular files with kEdgeTriggered.
 
 #include "demux/epoll.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -21,8 +18,6 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <cstdio>
-#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -107,59 +102,6 @@ TEST(EpollBackend, FallsBackToEpollWaitWithoutPwait2) {
 #endif
 }
 
-// The fd numbers registered in this process's epoll sets, as the kernel
-// lists them (one "tfd:" line per registration in /proc/self/fdinfo of an
-// epoll fd). The test process has no epoll set but the backend's.
-std::multiset<int> KernelRegistrations() {
-  std::multiset<int> tfds;
-  DIR* dir = opendir("/proc/self/fd");
-  if (dir == nullptr) return tfds;
-  while (struct dirent* entry = readdir(dir)) {
-    const std::string name = entry->d_name;
-    if (name == "." || name == "..") continue;
-    char target[256];
-    const std::string link = "/proc/self/fd/" + name;
-    const ssize_t n = readlink(link.c_str(), target, sizeof(target) - 1);
-    if (n <= 0) continue;
-    target[n] = '\0';
-    if (std::string(target) != "anon_inode:[eventpoll]") continue;
-    FILE* info = fopen(("/proc/self/fdinfo/" + name).c_str(), "r");
-    if (info == nullptr) continue;
-    char line[512];
-    while (fgets(line, sizeof(line), info) != nullptr) {
-      int tfd;
-      if (sscanf(line, "tfd: %d", &tfd) == 1) tfds.insert(tfd);
-    }
-    fclose(info);
-  }
-  closedir(dir);
-  return tfds;
-}
-
-struct TestPipe {
-  TestPipe() {
-    int fds[2];
-    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) == 0) {
-      r = fds[0];
-      w = fds[1];
-    }
-  }
-  ~TestPipe() {
-    if (r >= 0) close(r);
-    if (w >= 0) close(w);
-  }
-  int r = -1;
-  int w = -1;
-};
-
-// Milliseconds a Wait with `timeout` took; *out gets what it reported.
-int64_t TimedWaitMs(Backend& backend, absl::Duration timeout,
-                    std::vector<ReadyEvent>* out) {
-  const absl::Time start = absl::Now();
-  EXPECT_TRUE(backend.Wait(timeout, out).ok());
-  return absl::ToInt64Milliseconds(absl::Now() - start);
-}
-
 // With a one-entry buffer that may grow to 8, 1,000 ready fds are all
 // reported within a bounded number of waits: epoll rotates its ready list,
 // so no fd is starved by a small buffer.
@@ -218,113 +160,6 @@ TEST(EpollBackend, RegularFileEdgeTriggeredReportsOncePerModify) {
   EXPECT_TRUE(out.empty());
   EXPECT_TRUE(backend.Remove(fd).ok());
   close(fd);
-}
-
-// Remove defers the DEL to the next Wait, so a Remove + Add of the same fd in
-// between (event_del + event_add) leaves the kernel's entry in place and
-// costs one MOD; a Remove that is not undone is flushed before Wait asks the
-// kernel, so nothing of the removed fd is reported.
-TEST(EpollBackend, RemoveIsFlushedByWaitAndUndoneByAddBeforeIt) {
-  auto b = CreateEpollBackend();
-  ASSERT_TRUE(b.ok()) << b.status();
-  Backend& backend = **b;
-  TestPipe p;
-  ASSERT_GE(p.r, 0);
-  ASSERT_TRUE(backend.Add(p.r, kReadable).ok());
-  EXPECT_EQ(KernelRegistrations(), std::multiset<int>{p.r});
-  ASSERT_TRUE(backend.Remove(p.r).ok());
-  EXPECT_EQ(KernelRegistrations(), std::multiset<int>{p.r}) << "deferred";
-  EXPECT_FALSE(backend.Modify(p.r, kReadable).ok()) << "removed for callers";
-  ASSERT_TRUE(backend.Add(p.r, kReadable).ok());
-  EXPECT_EQ(KernelRegistrations(), std::multiset<int>{p.r});
-  ASSERT_EQ(write(p.w, "x", 1), 1);
-  std::vector<ReadyEvent> out;
-  ASSERT_TRUE(backend.Wait(absl::Seconds(1), &out).ok());
-  ASSERT_EQ(out.size(), 1u);
-  EXPECT_EQ(out[0].fd, p.r);
-  // Removed with a byte still unread: the flush drops it from the kernel
-  // before the wait, so the wait times out.
-  ASSERT_TRUE(backend.Remove(p.r).ok());
-  EXPECT_GE(TimedWaitMs(backend, absl::Milliseconds(50), &out), 40);
-  EXPECT_TRUE(out.empty());
-  EXPECT_TRUE(KernelRegistrations().empty());
-  // Removed twice in a row is NotFound, as before.
-  EXPECT_FALSE(backend.Remove(p.r).ok());
-}
-
-// Removed and then closed, while a dup() keeps the file open and readable:
-// the deferred DEL finds the number closed, and the kernel keeps reporting
-// the file under its old token. The backend must not let that wake every
-// Wait: it rebuilds its epoll set once and the waits time out again.
-TEST(EpollBackend, FileClosedAfterRemoveWhileADupLivesStopsWakingWait) {
-  auto b = CreateEpollBackend();
-  ASSERT_TRUE(b.ok()) << b.status();
-  Backend& backend = **b;
-  TestPipe p, other;
-  ASSERT_GE(p.r, 0);
-  ASSERT_GE(other.r, 0);
-  const int dup_fd = dup(p.r);
-  ASSERT_GE(dup_fd, 0);
-  ASSERT_TRUE(backend.Add(p.r, kReadable).ok());
-  ASSERT_TRUE(backend.Add(other.r, kReadable).ok());
-  ASSERT_EQ(write(p.w, "x", 1), 1);  // never read: level-triggered ready
-  std::vector<ReadyEvent> out;
-  ASSERT_TRUE(backend.Wait(absl::Seconds(1), &out).ok());
-  ASSERT_EQ(out.size(), 1u);
-  ASSERT_TRUE(backend.Remove(p.r).ok());
-  close(p.r);
-  p.r = -1;
-  // The first wait is woken by the stale entry (that is how the backend
-  // learns of it) and reports nothing; from then on waits time out.
-  TimedWaitMs(backend, absl::Milliseconds(50), &out);
-  EXPECT_TRUE(out.empty());
-  for (int i = 0; i < 3; ++i) {
-    EXPECT_GE(TimedWaitMs(backend, absl::Milliseconds(50), &out), 40)
-        << "wait " << i << " woken by the closed file";
-    EXPECT_TRUE(out.empty());
-  }
-  // The other registration survived the rebuild.
-  EXPECT_EQ(KernelRegistrations(), std::multiset<int>{other.r});
-  ASSERT_EQ(write(other.w, "y", 1), 1);
-  ASSERT_TRUE(backend.Wait(absl::Seconds(1), &out).ok());
-  ASSERT_EQ(out.size(), 1u);
-  EXPECT_EQ(out[0].fd, other.r);
-  EXPECT_TRUE(backend.Remove(other.r).ok());
-  close(dup_fd);
-}
-
-// The caller error of backend.h (closed before Remove) with a dup() alive:
-// the eager DEL of Remove fails as well (with or without deferred changes),
-// and the same rebuild stops the file from waking every Wait.
-TEST(EpollBackend, ClosedBeforeRemoveWhileADupLivesStopsWakingAfterRemove) {
-  for (const bool batch : {true, false}) {
-    SCOPED_TRACE(batch ? "batched changes" : "immediate changes");
-    BackendOptions options;
-    options.epoll_batch_modify = batch;
-    auto b = CreateEpollBackend(options);
-    ASSERT_TRUE(b.ok()) << b.status();
-    Backend& backend = **b;
-    TestPipe p;
-    ASSERT_GE(p.r, 0);
-    const int dup_fd = dup(p.r);
-    ASSERT_GE(dup_fd, 0);
-    const int number = p.r;
-    ASSERT_TRUE(backend.Add(number, kReadable).ok());
-    ASSERT_EQ(write(p.w, "x", 1), 1);
-    close(p.r);
-    p.r = -1;
-    ASSERT_TRUE(backend.Remove(number).ok());
-    std::vector<ReadyEvent> out;
-    TimedWaitMs(backend, absl::Milliseconds(50), &out);  // finds the entry
-    EXPECT_TRUE(out.empty());
-    for (int i = 0; i < 3; ++i) {
-      EXPECT_GE(TimedWaitMs(backend, absl::Milliseconds(50), &out), 40)
-          << "wait " << i;
-      EXPECT_TRUE(out.empty());
-    }
-    EXPECT_TRUE(KernelRegistrations().empty());
-    close(dup_fd);
-  }
 }
 
 }  // namespace
