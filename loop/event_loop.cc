@@ -184,10 +184,11 @@ void EventLoop::ReleaseSlot(uint32_t index) {
   switch (s.kind) {
     case SlotKind::kIo:
       StopIo(index);
-      DisarmTimer(index);  // a parked inactivity deadline goes too
+      // A parked inactivity deadline goes too.
+      DisarmTimer(index, s.timer.record_index());
       break;
     case SlotKind::kTimer:
-      DisarmTimer(index);
+      DisarmTimer(index, s.timer.record_index());
       break;
     case SlotKind::kSignal:
       StopSignal(index);
@@ -266,13 +267,13 @@ void EventLoop::ShiftTimers(absl::Duration offset) {
   }
 }
 
-void EventLoop::DisarmTimer(uint32_t index) {
+void EventLoop::DisarmTimer(uint32_t index, uint32_t record_hint) {
   Slot& s = slots_[index];
   ++s.epoch;
   s.io_deadline_ns = 0;
   Unpark(s);
   if (s.timer_armed) {
-    timers_.Cancel(s.timer);
+    timers_.CancelWithRecord(s.timer, record_hint);
     s.timer_armed = false;
   }
 }

@@ -217,11 +217,12 @@ class Timer : public WatcherHandle {
       : WatcherHandle(loop, slot), heap_record_(heap_record) {}
 
   // Where the heap keeps this timer's record when it was last armed through
-  // this handle: Cancel() prefetches it while the loop slot loads, so the
-  // two cache misses overlap instead of following each other. A hint only;
-  // a stale one (the timer was re-armed by the loop since) costs nothing
-  // but the wasted prefetch. Sits in the base's tail padding: a Timer stays
-  // 16 bytes.
+  // this handle: Cancel() hands it to the heap, which addresses the record
+  // through it while the loop slot (holding the real heap handle) loads, so
+  // the two cache misses overlap instead of following each other. A hint
+  // only: a stale one (the timer was re-armed by the loop since) fails the
+  // heap's check against the handle and takes the plain path. Sits in the
+  // base's tail padding: a Timer stays 16 bytes.
   uint32_t heap_record_ = 0;
 };
 
@@ -574,7 +575,10 @@ class EventLoop {
       --parked_timers_;
     }
   }
-  void DisarmTimer(uint32_t index);
+  // `record_hint`: where the caller expects the heap record of the slot's
+  // timer (Timer::heap_record_); any value is safe, see
+  // TimerHeap::CancelWithRecord.
+  void DisarmTimer(uint32_t index, uint32_t record_hint);
   absl::Status StartIo(uint32_t index);
   void StopIo(uint32_t index);
   void StopSignal(uint32_t index);
@@ -742,8 +746,7 @@ inline void WatcherHandle::Release() {
 
 inline void Timer::Cancel() {
   if (loop_ == nullptr) return;
-  loop_->timers_.PrefetchRecord(heap_record_);
-  loop_->DisarmTimer(slot_);
+  loop_->DisarmTimer(slot_, heap_record_);
 }
 
 }  // namespace eventide

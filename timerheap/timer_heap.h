@@ -173,7 +173,8 @@ class TimerHeap {
     }
 
     // The index of the element's bookkeeping record: stable while the
-    // handle is, reused after. Only meaningful as a PrefetchRecord() hint.
+    // handle is, reused after. Only meaningful as a PrefetchRecord() or
+    // CancelWithRecord() hint.
     uint32_t record_index() const { return slot_; }
 
    private:
@@ -251,6 +252,22 @@ class TimerHeap {
     if (record_index < meta_.size()) {
       __builtin_prefetch(&meta_[record_index], /*rw=*/1);
     }
+  }
+
+  // Cancel(h) for a caller that keeps h.record_index() apart from h, where
+  // it is at hand before h itself has loaded (the event loop keeps it in
+  // its Timer handle, and h in a slot that is usually a cache miss away).
+  // The record is then addressed through `record_index`, so its cache miss
+  // overlaps the caller's instead of following it. Same effect as Cancel(h)
+  // for any `record_index`: a stale one only takes the plain path.
+  bool CancelWithRecord(Handle h, uint32_t record_index) {
+    if (record_index != h.slot_) return Cancel(h);
+#if defined(__GNUC__)
+    // Equal from here on, so the compiler may address the record through
+    // h.slot_ instead, which waits for h: an empty asm hides the equality.
+    asm("" : "+r"(record_index));
+#endif
+    return Cancel(Handle(record_index, h.generation_));
   }
 
   bool Contains(Handle h) const {

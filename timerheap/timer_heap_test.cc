@@ -641,5 +641,45 @@ TEST(TimerHeapLayoutTest, RecordIndexIsStableAndPrefetchIsOnlyAHint) {
   EXPECT_EQ(heap.TopPayload(), 50);
 }
 
+// CancelWithRecord() cancels exactly what Cancel(h) would, whatever the
+// record hint says: the right record, another live element's record (with
+// the same generation number, so a generation check alone would take it),
+// a freed record, an index past the table. A stale handle changes nothing.
+TEST(TimerHeapLayoutTest, CancelWithRecordTrustsTheHandleNotTheHint) {
+  using Heap = TimerHeap<int64_t, int>;
+  Heap heap;
+  std::vector<Heap::Handle> handles;
+  for (int i = 0; i < 64; ++i) handles.push_back(heap.Push(1000 - i, i));
+  const Heap::Handle freed = heap.Push(5, -1);
+  ASSERT_TRUE(heap.Cancel(freed));
+
+  // The right hint.
+  EXPECT_TRUE(heap.CancelWithRecord(handles[10], handles[10].record_index()));
+  EXPECT_FALSE(heap.Contains(handles[10]));
+  // Another live element's record: handles[20] goes, handles[21] stays.
+  EXPECT_TRUE(heap.CancelWithRecord(handles[20], handles[21].record_index()));
+  EXPECT_FALSE(heap.Contains(handles[20]));
+  EXPECT_TRUE(heap.Contains(handles[21]));
+  // A freed record, and one past the table.
+  EXPECT_TRUE(heap.CancelWithRecord(handles[30], freed.record_index()));
+  EXPECT_TRUE(
+      heap.CancelWithRecord(handles[40], std::numeric_limits<uint32_t>::max()));
+  EXPECT_FALSE(heap.Contains(handles[30]));
+  EXPECT_FALSE(heap.Contains(handles[40]));
+  // Stale handles, with their own record as the hint or another's.
+  EXPECT_FALSE(heap.CancelWithRecord(handles[10], handles[10].record_index()));
+  EXPECT_FALSE(heap.CancelWithRecord(handles[20], handles[22].record_index()));
+  EXPECT_FALSE(heap.CancelWithRecord(Heap::Handle(), 0));
+
+  EXPECT_EQ(heap.size(), 60u);
+  for (int i = 0; i < 64; ++i) {
+    const bool gone = i == 10 || i == 20 || i == 30 || i == 40;
+    EXPECT_EQ(heap.Contains(handles[i]), !gone) << i;
+  }
+  std::string why;
+  EXPECT_TRUE(heap.VerifyInvariants(&why)) << why;
+  EXPECT_EQ(heap.TopPayload(), 63);
+}
+
 }  // namespace
 }  // namespace eventide
