@@ -38,7 +38,9 @@
 //  - Remove an fd *before* closing it. Closing a registered fd is a caller
 //    error: `Wait` still succeeds and `Remove` still works afterwards, but what
 //    is reported in between differs: epoll forgets the fd (unless the file
-//    was dup()ed: then it may go on reporting it, and only Remove stops it),
+//    was dup()ed: then it may go on reporting it until Remove; the kernel
+//    entry that Remove can no longer delete is dropped by the next Wait,
+//    which rebuilds the epoll set),
 //    io_uring's poll keeps the file open until Remove, poll and select report
 //    kError.
 //

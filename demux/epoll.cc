@@ -6,7 +6,11 @@
 //    left; otherwise epoll keeps reporting the old fd number. We give the
 //    kernel a token (fd + generation) rather than a bare fd and drop events
 //    whose generation is stale, so such an event is never attributed to a new
-//    fd that reuses the number.
+//    fd that reuses the number. Such an entry cannot be deleted any more
+//    (its number is closed, or names another file), and level-triggered it
+//    would wake every wait for as long as the dup() lives: an event under a
+//    stale token makes Wait rebuild the epoll set from the live
+//    registrations, as libev does.
 //  - EPOLLHUP and EPOLLERR are reported even with events = 0, level-triggered.
 //    Interest 0 therefore means "not in the kernel set" (EPOLL_CTL_DEL), or a
 //    hung-up parked fd would make every epoll_wait return at once.
@@ -207,8 +211,10 @@ class EpollBackend final : public Backend {
     absl::Status status;
     if (slot->kernel_mask != 0) {
       struct epoll_event ev = {};  // non-NULL for kernels before 2.6.9
-      // EBADF/ENOENT: the caller closed fd first and the kernel already
-      // forgot it (backend.h); our bookkeeping is dropped all the same.
+      // EBADF/ENOENT: the caller closed fd first (backend.h) and the kernel
+      // forgot it, or, if a dup() keeps the file open, still reports it
+      // under our old token, which Wait then drops for good
+      // (RebuildKernelSet). Our bookkeeping is dropped all the same.
       if (epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, &ev) == -1 && errno != EBADF &&
           errno != ENOENT) {
         status = di::ErrnoError(errno, kName, "Remove", fd);
@@ -267,6 +273,7 @@ class EpollBackend final : public Backend {
     // kept is overwritten or cut off below.
     if (out->size() < static_cast<size_t>(n)) out->resize(n);
     ReadyEvent* dst = out->data();
+    bool stale = false;
     const Slot* const slots = slots_.data();
     const size_t num_slots = slots_.size();
     for (int i = 0; i < n; ++i) {
@@ -274,10 +281,16 @@ class EpollBackend final : public Backend {
       const int fd = TokenFd(token);
       // Remove keeps the generation and Add bumps it, so a registered slot
       // with the token's generation is the registration that made it.
-      if (static_cast<size_t>(fd) >= num_slots) continue;
+      if (static_cast<size_t>(fd) >= num_slots) {
+        stale = true;
+        continue;
+      }
       const Slot& slot = slots[fd];
       if (slot.live_token != token) {
-        continue;  // a dup()ed description closed without Remove
+        // A file closed before Remove while a dup() of it lives on: the
+        // only way the kernel keeps an entry we no longer know.
+        stale = true;
+        continue;
       }
       const uint32_t raw = events_[i].events;
       const uint32_t events =
@@ -286,6 +299,7 @@ class EpollBackend final : public Backend {
       if (events != 0) *dst++ = ReadyEvent{fd, events};
     }
     out->resize(static_cast<size_t>(dst - out->data()));
+    if (stale) RebuildKernelSet();
     if (have_not_pollable) {
       for (int fd : not_pollable_fds_) {
         Slot& slot = slots_[fd];
@@ -364,7 +378,32 @@ class EpollBackend final : public Backend {
     dirty_fds_.clear();
   }
 
-  const int epfd_;
+  // An entry that reports under a stale token cannot be deleted (its number
+  // is closed or names another file now), so a fresh epoll set takes every
+  // live registration and the old set goes with its fd. Only a caller error
+  // gets here, so the O(fds) walk is rare. An edge-triggered registration
+  // may report once more (ADD reports a ready fd). If epoll_create1 fails,
+  // the old set stays and its stale events keep being dropped.
+  void RebuildKernelSet() {
+    const int fresh = epoll_create1(EPOLL_CLOEXEC);
+    if (fresh == -1) return;
+    for (size_t fd = 0; fd < slots_.size(); ++fd) {
+      Slot& slot = slots_[fd];
+      if (!slot.registered || slot.kernel_mask == 0) continue;
+      struct epoll_event ev = {};
+      ev.events = slot.kernel_mask;
+      ev.data.u64 = slot.live_token;
+      if (epoll_ctl(fresh, EPOLL_CTL_ADD, static_cast<int>(fd), &ev) == -1) {
+        // Also closed without Remove: the kernel had forgotten it already,
+        // and a later Modify adds it again if it is still wanted.
+        slot.kernel_mask = 0;
+      }
+    }
+    close(epfd_);
+    epfd_ = fresh;
+  }
+
+  int epfd_;  // replaced by RebuildKernelSet
   const bool use_pwait2_;
   const bool batch_modify_;
   const int max_events_;

@@ -2,11 +2,15 @@
 //
 // epoll specifics the conformance suite does not reach: the epoll_pwait2
 // probe and its fallback (played with a seccomp filter in a child), the
-// growth of the event buffer (and that a small buffer starves no fd), and
-// the always-ready emulation for regular files with kEdgeTriggered.
+// growth of the event buffer (and that a small buffer starves no fd), the
+// always-ready emulation for regular files with kEdgeTriggered, and the
+// rebuild that drops the kernel's entry for a file closed before Remove
+// while a dup() lives (checked against the kernel's own list in
+// /proc/self/fdinfo).
 
 #include "demux/epoll.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -18,6 +22,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <set>
 #include <string>
 #include <vector>
@@ -160,6 +165,108 @@ TEST(EpollBackend, RegularFileEdgeTriggeredReportsOncePerModify) {
   EXPECT_TRUE(out.empty());
   EXPECT_TRUE(backend.Remove(fd).ok());
   close(fd);
+}
+
+// The fd numbers registered in this process's epoll sets, as the kernel lists
+// them: one "tfd:" line per registration in the fdinfo of an epoll fd. The
+// calling test must own no epoll set but its backend's.
+std::multiset<int> KernelRegistrations() {
+  std::multiset<int> tfds;
+  DIR* dir = opendir("/proc/self/fd");
+  if (dir == nullptr) return tfds;
+  while (struct dirent* entry = readdir(dir)) {
+    const std::string name = entry->d_name;
+    if (name == "." || name == "..") continue;
+    char target[256];
+    const std::string link = "/proc/self/fd/" + name;
+    const ssize_t n = readlink(link.c_str(), target, sizeof(target) - 1);
+    if (n <= 0) continue;
+    target[n] = '\0';
+    if (std::string(target) != "anon_inode:[eventpoll]") continue;
+    FILE* info = fopen(("/proc/self/fdinfo/" + name).c_str(), "r");
+    if (info == nullptr) continue;
+    char line[512];
+    while (fgets(line, sizeof(line), info) != nullptr) {
+      int tfd;
+      if (sscanf(line, "tfd: %d", &tfd) == 1) tfds.insert(tfd);
+    }
+    fclose(info);
+  }
+  closedir(dir);
+  return tfds;
+}
+
+struct TestPipe {
+  TestPipe() {
+    int fds[2];
+    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) == 0) {
+      r = fds[0];
+      w = fds[1];
+    }
+  }
+  ~TestPipe() {
+    if (r >= 0) close(r);
+    if (w >= 0) close(w);
+  }
+  int r = -1;
+  int w = -1;
+};
+
+// Milliseconds a Wait with `timeout` took; *out gets what it reported.
+int64_t TimedWaitMs(Backend& backend, absl::Duration timeout,
+                    std::vector<ReadyEvent>* out) {
+  const absl::Time start = absl::Now();
+  EXPECT_TRUE(backend.Wait(timeout, out).ok());
+  return absl::ToInt64Milliseconds(absl::Now() - start);
+}
+
+// The caller error of backend.h (closed before Remove), with a dup() keeping
+// the file open and readable: Remove's DEL finds the number closed, and the
+// kernel keeps reporting the file under its old token. That must not wake
+// every Wait for as long as the dup lives: the first wait learns of the
+// entry and rebuilds the set, and from then on waits time out. The other
+// registration survives the rebuild and still reports.
+TEST(EpollBackend, ClosedBeforeRemoveWhileADupLivesStopsWakingWait) {
+  for (const bool batch : {true, false}) {
+    SCOPED_TRACE(batch ? "batched changes" : "immediate changes");
+    BackendOptions options;
+    options.epoll_batch_modify = batch;
+    auto b = CreateEpollBackend(options);
+    ASSERT_TRUE(b.ok()) << b.status();
+    Backend& backend = **b;
+    TestPipe p, other;
+    ASSERT_GE(p.r, 0);
+    ASSERT_GE(other.r, 0);
+    const int dup_fd = dup(p.r);
+    ASSERT_GE(dup_fd, 0);
+    const int number = p.r;
+    ASSERT_TRUE(backend.Add(number, kReadable).ok());
+    ASSERT_TRUE(backend.Add(other.r, kReadable).ok());
+    ASSERT_EQ(write(p.w, "x", 1), 1);  // never read: level-triggered ready
+    close(p.r);
+    p.r = -1;
+    ASSERT_TRUE(backend.Remove(number).ok());
+    EXPECT_EQ(KernelRegistrations(), (std::multiset<int>{number, other.r}))
+        << "the kernel kept the closed number's entry";
+
+    std::vector<ReadyEvent> out;
+    TimedWaitMs(backend, absl::Milliseconds(50), &out);  // finds the entry
+    EXPECT_TRUE(out.empty());
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_GE(TimedWaitMs(backend, absl::Milliseconds(50), &out), 40)
+          << "wait " << i << " woken by the closed file";
+      EXPECT_TRUE(out.empty());
+    }
+    EXPECT_EQ(KernelRegistrations(), std::multiset<int>{other.r});
+
+    ASSERT_EQ(write(other.w, "y", 1), 1);
+    ASSERT_TRUE(backend.Wait(absl::Seconds(1), &out).ok());
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(out[0].fd, other.r);
+    EXPECT_TRUE(backend.Remove(other.r).ok());
+    EXPECT_TRUE(KernelRegistrations().empty());
+    close(dup_fd);
+  }
 }
 
 }  // namespace
