@@ -213,6 +213,8 @@ class TimerHeap {
     SetPayload(slot, std::move(payload));
     const uint32_t seq = NextSeq();
     const size_t pos = heap_.size();
+    // A bigger heap array raises the size below which it is shrunk.
+    if (pos == heap_.capacity()) RecheckShrinkOnNextRemoval();
     // The new entry is sifted from registers; the element appended here
     // only makes room (reading it back would stall on store forwarding).
     heap_.emplace_back(deadline, slot, seq);
@@ -369,6 +371,7 @@ class TimerHeap {
   // Pre-allocates room for `n` elements and keeps at least that much
   // through later shrinking.
   void Reserve(size_t n) {
+    RecheckShrinkOnNextRemoval();
     reserved_ = n;
     heap_.reserve(n);
     meta_.reserve(n);
@@ -445,6 +448,7 @@ class TimerHeap {
     swap(frees_since_rebuild_, other.frees_since_rebuild_);
     swap(free_list_pending_, other.free_list_pending_);
     swap(reserved_, other.reserved_);
+    swap(shrink_check_below_, other.shrink_check_below_);
     swap(next_seq_, other.next_seq_);
     swap(new_slot_generation_, other.new_slot_generation_);
     swap(less_, other.less_);
@@ -787,18 +791,46 @@ class TimerHeap {
   // again). Each reallocation copies at most a quarter of the capacity,
   // which the removals since the last resize have paid for.
   //
-  // Called after every removal, so the common case is one inline test: the
-  // heap array and the free-list scan below only act once the heap holds
-  // less than a quarter of the larger of the two arrays. (The slot table's
-  // own capacity and the entries of trimmed slots only change when slots
-  // are trimmed, and are handled there: AfterTrim().)
+  // Called after every removal, so the common case is one inline compare
+  // against shrink_check_below_, a size under which ShrinkSparse() may have
+  // work (see ShrinkAndRearm). Working that out from the capacities on every
+  // removal, out of line, cost ~23 of the ~170 instructions of a cancel
+  // while draining a million timers. (The slot table's own capacity and the
+  // entries of trimmed slots only change when slots are trimmed, and are
+  // handled there: AfterTrim().)
   void MaybeShrink() {
-    const size_t biggest = std::max(heap_.capacity(), meta_.size());
-    if (heap_.size() >= biggest / 4 ||
-        biggest <= std::max(kMinCapacity, reserved_)) {
-      return;
-    }
+    if (heap_.size() < shrink_check_below_) ShrinkAndRearm();
+  }
+
+  // For whatever raises a threshold of ShrinkSparse (a bigger heap array, a
+  // bigger slot table, the free list listed again): the next removal
+  // recomputes shrink_check_below_.
+  void RecheckShrinkOnNextRemoval() {
+    shrink_check_below_ = std::numeric_limits<size_t>::max();
+  }
+
+#if defined(__GNUC__)
+  __attribute__((noinline))
+#endif
+  void
+  ShrinkAndRearm() {
     ShrinkSparse();
+    // ShrinkSparse acts only below these sizes: the heap array below a
+    // quarter of its capacity; the free list, once the heap holds less than
+    // a quarter of the table (it also waits for half a table of frees,
+    // which removals below that line bring, each checked). They rise only
+    // where RecheckShrinkOnNextRemoval is called: heap growth in Push, the
+    // free list listed again (RebuildFreeList), Reserve. A new slot grows
+    // the table too, but only when every slot is live (free slots are all
+    // listed unless the list is pending, and a pending list is rebuilt
+    // first), so the table is no bigger than the heap array, whose quarter
+    // is already the threshold. VerifyInvariants checks all of this.
+    const size_t floor = std::max(kMinCapacity, reserved_);
+    size_t below = heap_.capacity() > floor ? heap_.capacity() / 4 : 0;
+    if (!free_list_pending_ && meta_.size() > floor) {
+      below = std::max(below, meta_.size() / 4);
+    }
+    shrink_check_below_ = below;
   }
 
   void ShrinkSparse() {
@@ -851,6 +883,7 @@ class TimerHeap {
   // this, LIFO reuse after a spike would keep a few timers spread over the
   // whole old table and pin its memory.
   void RebuildFreeList(size_t floor) {
+    RecheckShrinkOnNextRemoval();
     free_list_pending_ = false;
     frees_since_rebuild_ = 0;
     free_.clear();
@@ -889,6 +922,8 @@ class TimerHeap {
   // by the next AllocateSlot.
   bool free_list_pending_ = false;
   size_t reserved_ = 0;
+  // MaybeShrink() has nothing to do while heap_.size() is not below this.
+  size_t shrink_check_below_ = 0;
   // Every entry's seq is below this.
   uint32_t next_seq_ = 0;
   // Even; a brand-new slot starts one above it, so it never repeats a
@@ -919,6 +954,15 @@ bool TimerHeap<Key, Payload, Compare, Arity>::VerifyInvariants(
     if (is_live) ++live;
   }
   if (live != heap_.size()) return fail("live slot count != heap size");
+  // MaybeShrink() would skip a shrink that is due.
+  const size_t floor = std::max(kMinCapacity, reserved_);
+  if (heap_.capacity() > floor && shrink_check_below_ < heap_.capacity() / 4) {
+    return fail("shrink threshold below a quarter of the heap array");
+  }
+  if (!free_list_pending_ && meta_.size() > floor &&
+      shrink_check_below_ < meta_.size() / 4) {
+    return fail("shrink threshold below a quarter of the slot table");
+  }
   for (size_t i = 0; i < heap_.size(); ++i) {
     const Entry& e = heap_[i];
     if (e.slot >= meta_.size() || !IsLive(e.slot)) {

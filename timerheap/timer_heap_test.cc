@@ -467,6 +467,51 @@ TYPED_TEST(TimerHeapTest, MemoryShrinksAfterASpikeDrainsByCancel) {
   EXPECT_VALID(heap);
 }
 
+// The heap array regrows through reused slots, while one long-lived element
+// at the top of the slot table keeps the table from shrinking: no new slot
+// is made, yet the array must still be given back once it is less than a
+// quarter full (MaybeShrink's cached threshold has to follow the growth).
+TYPED_TEST(TimerHeapTest, ArrayRegrownThroughReusedSlotsStillShrinks) {
+  typename TestFixture::IntHeap heap;
+  constexpr int kTable = 4000;
+  std::vector<typename TestFixture::IntHeap::Handle> handles;
+  for (int i = 0; i < kTable; ++i) handles.push_back(heap.Push(i, i));
+  const auto pinned = handles.back();  // the highest slot
+  handles.pop_back();
+  for (const auto& h : handles) ASSERT_TRUE(heap.Cancel(h));
+  EXPECT_EQ(heap.size(), 1u);
+  EXPECT_EQ(heap.slot_count(), static_cast<size_t>(kTable));
+  EXPECT_LE(heap.heap_capacity(), 64u);
+  EXPECT_VALID(heap);
+
+  // The first push lists the free slots again; a removal re-arms the check.
+  ASSERT_TRUE(heap.Cancel(heap.Push(-1, -1)));
+  EXPECT_VALID(heap);
+
+  handles.clear();
+  for (int i = 0; i < 3000; ++i) handles.push_back(heap.Push(kTable + i, i));
+  EXPECT_EQ(heap.slot_count(), static_cast<size_t>(kTable)) << "reused";
+  const size_t grown = heap.heap_capacity();
+  ASSERT_GE(grown, 3001u);
+  EXPECT_VALID(heap);
+
+  // Down to just under a quarter of the array: it must be reallocated.
+  size_t cancelled = 0;
+  while (heap.size() >= grown / 4) {
+    ASSERT_TRUE(heap.Cancel(handles[cancelled++]));
+  }
+  EXPECT_LT(heap.heap_capacity(), grown);
+  EXPECT_VALID(heap);
+  while (cancelled < handles.size()) {
+    ASSERT_TRUE(heap.Cancel(handles[cancelled++]));
+  }
+  ASSERT_TRUE(heap.Cancel(pinned));
+  EXPECT_TRUE(heap.empty());
+  EXPECT_LE(heap.heap_capacity(), 64u);
+  EXPECT_LE(heap.slot_capacity(), 64u);
+  EXPECT_VALID(heap);
+}
+
 TYPED_TEST(TimerHeapTest, TrimmedSlotsNeverResurrectOldHandles) {
   typename TestFixture::IntHeap heap;
   std::vector<typename TestFixture::IntHeap::Handle> old;
