@@ -802,18 +802,15 @@ class TimerHeap {
     if (heap_.size() < shrink_check_below_) ShrinkAndRearm();
   }
 
-  // For whatever raises a threshold of ShrinkSparse (a bigger heap array, a
-  // bigger slot table, the free list listed again): the next removal
+  // For whatever may raise a threshold of ShrinkSparse (a bigger heap array,
+  // the free list listed again, a lower Reserve floor): the next removal
   // recomputes shrink_check_below_.
   void RecheckShrinkOnNextRemoval() {
     shrink_check_below_ = std::numeric_limits<size_t>::max();
   }
 
-#if defined(__GNUC__)
-  __attribute__((noinline))
-#endif
-  void
-  ShrinkAndRearm() {
+  // Out of line: the removal paths keep only the compare.
+  [[gnu::noinline]] void ShrinkAndRearm() {
     ShrinkSparse();
     // ShrinkSparse acts only below these sizes: the heap array below a
     // quarter of its capacity; the free list, once the heap holds less than
