@@ -33,13 +33,17 @@
 
 #include <errno.h>
 #include <sys/epoll.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <memory>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -58,6 +62,46 @@ uint64_t MakeToken(int fd, uint32_t generation) {
   return (static_cast<uint64_t>(generation) << 32) | static_cast<uint32_t>(fd);
 }
 int TokenFd(uint64_t token) { return static_cast<int>(token & 0xffffffffu); }
+
+// One registration of an epoll set as the kernel lists it in
+// /proc/self/fdinfo/<epoll fd>: the fd number it was added under, our
+// token, and the file it watches.
+struct KernelEntry {
+  int fd;
+  uint64_t token;
+  unsigned long inode;  // NOLINT(runtime/int): the kernel prints a long
+  unsigned int device;  // the kernel's encoding: major << 20 | minor
+};
+
+// False if the list cannot be read (no /proc, an unexpected format).
+bool ReadKernelEntries(int epfd, std::vector<KernelEntry>* out) {
+  const std::string path = "/proc/self/fdinfo/" + std::to_string(epfd);
+  FILE* f = std::fopen(path.c_str(), "re");
+  if (f == nullptr) return false;
+  char line[256];
+  while (std::fgets(line, sizeof(line), f) != nullptr) {
+    KernelEntry e;
+    unsigned int events;
+    unsigned long long token;  // NOLINT(runtime/int): matches %llx
+    long long pos;             // NOLINT(runtime/int): matches %lli
+    if (std::sscanf(line,
+                    "tfd: %d events: %x data: %llx pos:%lli ino:%lx sdev:%x",
+                    &e.fd, &events, &token, &pos, &e.inode, &e.device) == 6) {
+      e.token = token;
+      out->push_back(e);
+    }
+  }
+  std::fclose(f);
+  return true;
+}
+
+// Whether `fd` still names the file of `entry`.
+bool SameFile(int fd, const KernelEntry& entry) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return false;
+  return st.st_ino == entry.inode && major(st.st_dev) == (entry.device >> 20) &&
+         minor(st.st_dev) == (entry.device & 0xfffff);
+}
 
 uint32_t EpollMaskFor(uint32_t interest) {
   uint32_t mask = 0;
@@ -382,23 +426,56 @@ class EpollBackend final : public Backend {
   // is closed or names another file now), so a fresh epoll set takes every
   // live registration and the old set goes with its fd. Only a caller error
   // gets here, so the O(fds) walk is rare. An edge-triggered registration
-  // may report once more (ADD reports a ready fd). If epoll_create1 fails,
-  // the old set stays and its stale events keep being dropped.
+  // may report once more (ADD reports a ready fd). If anything fails, the
+  // old set stays and its stale events keep being dropped.
+  //
+  // A registration is carried over only if the kernel's list for the old
+  // set shows it, under our token, for the file its number names now.
+  // Another fd closed without Remove may have had its number reused by a
+  // new file: adding that number would report the new file's events as the
+  // old registration's. (libev re-adds every number.) Without /proc the
+  // check cannot be made and every registration is re-added.
   void RebuildKernelSet() {
+    std::vector<KernelEntry> entries;
+    const bool checked = ReadKernelEntries(epfd_, &entries);
+    std::sort(entries.begin(), entries.end(),
+              [](const KernelEntry& a, const KernelEntry& b) {
+                return a.token < b.token;
+              });
     const int fresh = epoll_create1(EPOLL_CLOEXEC);
     if (fresh == -1) return;
+    std::vector<int> dropped;
     for (size_t fd = 0; fd < slots_.size(); ++fd) {
       Slot& slot = slots_[fd];
       if (!slot.registered || slot.kernel_mask == 0) continue;
+      if (checked) {
+        const auto it = std::lower_bound(
+            entries.begin(), entries.end(), slot.live_token,
+            [](const KernelEntry& e, uint64_t t) { return e.token < t; });
+        if (it == entries.end() || it->token != slot.live_token ||
+            !SameFile(static_cast<int>(fd), *it)) {
+          // Closed without Remove: the kernel forgot it, or keeps it for a
+          // dup() under a number that now names another file.
+          dropped.push_back(static_cast<int>(fd));
+          continue;
+        }
+      }
       struct epoll_event ev = {};
       ev.events = slot.kernel_mask;
       ev.data.u64 = slot.live_token;
       if (epoll_ctl(fresh, EPOLL_CTL_ADD, static_cast<int>(fd), &ev) == -1) {
-        // Also closed without Remove: the kernel had forgotten it already,
-        // and a later Modify adds it again if it is still wanted.
-        slot.kernel_mask = 0;
+        if (errno == EBADF) {  // closed without Remove
+          dropped.push_back(static_cast<int>(fd));
+          continue;
+        }
+        // ENOMEM, ENOSPC (max_user_watches: both sets count until the old
+        // one closes): keep the old set rather than lose a live fd.
+        close(fresh);
+        return;
       }
     }
+    // A later Modify adds a dropped registration again if it is wanted.
+    for (int fd : dropped) slots_[fd].kernel_mask = 0;
     close(epfd_);
     epfd_ = fresh;
   }

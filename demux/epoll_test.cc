@@ -269,5 +269,54 @@ TEST(EpollBackend, ClosedBeforeRemoveWhileADupLivesStopsWakingWait) {
   }
 }
 
+// Two caller errors at once: fd `a` is closed without Remove (no dup, so
+// the kernel forgets it) and its number is reused by a new file that was
+// never added; then another file, closed before Remove while a dup lives,
+// forces the rebuild. The rebuild must not add the number `a` again: that
+// would watch the new file and report its events as `a`'s.
+TEST(EpollBackend, RebuildDoesNotAdoptAFileThatReusedAClosedNumber) {
+  auto b = CreateEpollBackend();
+  ASSERT_TRUE(b.ok()) << b.status();
+  Backend& backend = **b;
+  TestPipe p1, p2, p3;
+  ASSERT_GE(p1.r, 0);
+  ASSERT_GE(p2.r, 0);
+  ASSERT_GE(p3.r, 0);
+  ASSERT_TRUE(backend.Add(p1.r, kReadable).ok());
+  ASSERT_TRUE(backend.Add(p2.r, kReadable).ok());
+  const int dup_fd = dup(p2.r);
+  ASSERT_GE(dup_fd, 0);
+
+  const int reused = p1.r;
+  close(p1.r);
+  p1.r = -1;
+  // The new file takes the closed number; it is never added.
+  ASSERT_EQ(dup2(p3.r, reused), reused);
+  close(p3.r);
+  p3.r = reused;
+  ASSERT_EQ(write(p3.w, "z", 1), 1);
+  std::vector<ReadyEvent> out;
+  ASSERT_TRUE(backend.Wait(absl::ZeroDuration(), &out).ok());
+  EXPECT_TRUE(out.empty());
+
+  const int number = p2.r;
+  ASSERT_EQ(write(p2.w, "x", 1), 1);
+  close(p2.r);
+  p2.r = -1;
+  ASSERT_TRUE(backend.Remove(number).ok());
+  TimedWaitMs(backend, absl::Milliseconds(50), &out);  // finds the entry
+  EXPECT_TRUE(out.empty());
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_GE(TimedWaitMs(backend, absl::Milliseconds(50), &out), 40)
+        << "wait " << i;
+    EXPECT_TRUE(out.empty()) << "reported fd " << out[0].fd;
+  }
+  EXPECT_TRUE(KernelRegistrations().empty());
+  // Still registered for the backend (a caller error it cannot see): Remove
+  // drops the bookkeeping.
+  EXPECT_TRUE(backend.Remove(reused).ok());
+  close(dup_fd);
+}
+
 }  // namespace
 }  // namespace eventide
