@@ -318,5 +318,50 @@ TEST(EpollBackend, RebuildDoesNotAdoptAFileThatReusedAClosedNumber) {
   close(dup_fd);
 }
 
+// As above, but the closed number's file lives on through a dup(), so the
+// kernel still lists the old registration under our token: the number now
+// names another file, and the rebuild must see that (by inode), not just
+// find the token.
+TEST(EpollBackend, RebuildChecksTheFileBehindAListedNumber) {
+  auto b = CreateEpollBackend();
+  ASSERT_TRUE(b.ok()) << b.status();
+  Backend& backend = **b;
+  TestPipe p1, p2, p3;
+  ASSERT_GE(p1.r, 0);
+  ASSERT_GE(p2.r, 0);
+  ASSERT_GE(p3.r, 0);
+  ASSERT_TRUE(backend.Add(p1.r, kReadable).ok());
+  ASSERT_TRUE(backend.Add(p2.r, kReadable).ok());
+  const int dup1 = dup(p1.r);
+  const int dup2_fd = dup(p2.r);
+  ASSERT_GE(dup1, 0);
+  ASSERT_GE(dup2_fd, 0);
+
+  const int reused = p1.r;
+  close(p1.r);  // without Remove; dup1 keeps the kernel's entry
+  ASSERT_EQ(dup2(p3.r, reused), reused);
+  close(p3.r);
+  p1.r = -1;
+  p3.r = reused;
+  ASSERT_EQ(write(p3.w, "z", 1), 1);  // the new file at the old number
+
+  const int number = p2.r;
+  ASSERT_EQ(write(p2.w, "x", 1), 1);
+  close(p2.r);
+  p2.r = -1;
+  ASSERT_TRUE(backend.Remove(number).ok());
+  std::vector<ReadyEvent> out;
+  TimedWaitMs(backend, absl::Milliseconds(50), &out);  // finds the entry
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_GE(TimedWaitMs(backend, absl::Milliseconds(50), &out), 40)
+        << "wait " << i;
+    EXPECT_TRUE(out.empty()) << "reported fd " << out[0].fd;
+  }
+  EXPECT_TRUE(KernelRegistrations().empty());
+  EXPECT_TRUE(backend.Remove(reused).ok());
+  close(dup1);
+  close(dup2_fd);
+}
+
 }  // namespace
 }  // namespace eventide
