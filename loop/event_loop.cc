@@ -29,6 +29,18 @@ SignalSource::Mode ToSourceMode(SignalMode mode) {
                                        : SignalSource::Mode::kSelfPipe;
 }
 
+// The loop keeps an interest in one byte (EventLoop::SlotFields), so it
+// refuses unknown bits itself rather than leave that to the backend, which
+// would only ever see the bits that fit.
+absl::Status CheckInterestBits(const char* what, uint32_t interest) {
+  if ((interest & ~kAllInterestBits) == 0) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(what, ": unknown interest bits 0x",
+                   absl::Hex(interest & ~kAllInterestBits)));
+}
+static_assert(kAllInterestBits <= UINT8_MAX,
+              "every interest bit must fit in SlotFields::interest");
+
 }  // namespace
 
 // ---------------------------------------------------------------- handles --
@@ -54,13 +66,18 @@ absl::Status IoWatcher::SetInterest(uint32_t interest) {
   if (loop_ == nullptr) {
     return absl::FailedPreconditionError("IoWatcher is not attached to a loop");
   }
+  if (absl::Status status = CheckInterestBits("SetInterest", interest);
+      !status.ok()) {
+    return status;
+  }
   EventLoop::Slot& s = loop_->slot(slot_);
   if (s.active) {
     absl::Status status = loop_->backend_->Modify(s.fd, interest);
     if (!status.ok()) return status;
   }
-  s.interest = interest;
+  s.interest = static_cast<uint8_t>(interest);
   ++s.epoch;
+  loop_->TouchIo(slot_, s);
   return absl::OkStatus();
 }
 
@@ -229,9 +246,16 @@ void EventLoop::Slot::DestroyCallback(SlotKind k) {
 void EventLoop::FreeSlot(uint32_t index) {
   Slot& s = slots_[index];
   const SlotKind kind = s.kind;
+  if (kind == SlotKind::kIo && s.priority != Priority::kNormal) {
+    --other_priority_io_;
+  }
   const uint32_t epoch = s.epoch + 1;
+  // A direct batch's ready_ may still name this slot: the mark keeps that
+  // readiness from reaching whatever reuses it (see DispatchReadyIo).
+  const bool io_touched = s.io_touched;
   static_cast<SlotFields&>(s) = SlotFields();
   s.epoch = epoch;
+  s.io_touched = io_touched;
   // The slot reads as free before its callback is destroyed, and goes on the
   // free list only after: destroying the callback may destroy captured
   // handles, which re-enter ReleaseSlot for other slots (and may create
@@ -307,6 +331,10 @@ absl::StatusOr<IoWatcher> EventLoop::WatchIo(int fd, uint32_t interest,
   if (fd < 0) {
     return absl::InvalidArgumentError(absl::StrCat("WatchIo: invalid fd ", fd));
   }
+  if (absl::Status status = CheckInterestBits("WatchIo", interest);
+      !status.ok()) {
+    return status;
+  }
   if (static_cast<size_t>(fd) < fd_to_slot_.size() && fd_to_slot_[fd] >= 0) {
     return absl::AlreadyExistsError(absl::StrCat(
         "WatchIo: fd ", fd, " already has a watcher in this loop"));
@@ -314,10 +342,12 @@ absl::StatusOr<IoWatcher> EventLoop::WatchIo(int fd, uint32_t interest,
   const uint32_t index = AllocateSlot(SlotKind::kIo);
   Slot& s = slots_[index];
   s.fd = fd;
-  s.interest = interest;
+  s.interest = static_cast<uint8_t>(interest);
   ::new (&s.cb.io) IoCallback(std::move(cb));
   s.persistent = options.persistent;
   s.priority = options.priority;
+  // Counted from here, so the FreeSlot below (on failure) evens it out.
+  if (s.priority != Priority::kNormal) ++other_priority_io_;
   s.set_interval(options.timeout);
   s.timeout_ns = absl::ToInt64Nanoseconds(options.timeout);  // saturates
   absl::Status status = StartIo(index);
@@ -363,6 +393,9 @@ absl::Status EventLoop::StartIo(uint32_t index) {
 void EventLoop::StopIo(uint32_t index) {
   Slot& s = slots_[index];
   ++s.epoch;
+  // Start needs no mark of its own: a direct batch only holds slots that
+  // were active when it was collected, and those must stop to restart.
+  TouchIo(index, s);
   if (!s.active) return;
   // The fd may already be closed by the user (then the kernel dropped it from
   // epoll by itself); the error is of no use to anyone here.
@@ -622,37 +655,68 @@ void EventLoop::Collect(MonoTime now) {
   // The hot loop of every pass, kept lean: one map lookup classifies the fd,
   // the queues have room for the whole batch, counters are summed once.
   const size_t batch = ready_.size();
-  for (PendingQueue& queue : pending_) queue.Reserve(batch);
   const int64_t now_ns = now.nanos();
   size_t io_events = 0;
   bool found_work = false;
   // Locals, not members, in the loop: the stores below could alias them as
   // far as the compiler knows. Nothing called from here changes either.
-  const ReadyEvent* const ready_end = ready_.data() + batch;
+  ReadyEvent* const ready_end = ready_.data() + batch;
   const int32_t* const fd_map = fd_to_slot_.data();
   const size_t fd_map_size = fd_to_slot_.size();
-  for (const ReadyEvent* ev = ready_.data(); ev != ready_end; ++ev) {
-    if (static_cast<size_t>(ev->fd) >= fd_map_size) continue;
-    const int32_t index = fd_map[ev->fd];
-    if (index < 0) {
-      if (index == kPostedFd) {
+  // A direct batch: every io watcher runs at normal priority and no timer
+  // is due, so queueing readiness would only copy ready_ into
+  // pending_[kNormal] in the same order, to be read back by Dispatch.
+  // Instead the pass below handles the loop's own fds and rewrites ready_
+  // in place, each fd replaced by its watcher's slot index (-1: nothing to
+  // run); DispatchReadyIo runs those at the place in Dispatch where the
+  // queued readiness would run, and resets inactivity deadlines as the
+  // queued pass does here (no timer is collected in between to see them).
+  // A watcher that changes in the meantime is marked (TouchIo) instead of
+  // having its epoch compared.
+  const bool direct = other_priority_io_ == 0 && !time_callbacks_ &&
+                      (timers_.empty() || now < timers_.TopKey());
+  if (direct) {
+    for (ReadyEvent* ev = ready_.data(); ev != ready_end; ++ev) {
+      const int32_t index =
+          static_cast<size_t>(ev->fd) < fd_map_size ? fd_map[ev->fd] : -1;
+      ev->fd = index;  // any negative value: nothing to run
+      if (index >= 0) {
+        ++io_events;
+      } else if (index == kPostedFd) {
         DrainPosted();
       } else if (index == kSignalFd) {
         if (CollectSignals()) found_work = true;
-        for (PendingQueue& queue : pending_) queue.Reserve(batch);
       }
-      continue;  // -1: stopped since the backend saw it
     }
-    Slot& s = slots_[index];
-    // Readiness resets the inactivity deadline before timers are collected,
-    // so one batch never reports both readiness and a timeout.
-    // Lazily (see Slot::io_deadline_ns): one store here instead of a sift
-    // per readiness; CollectTimers below sees the new deadline.
-    if (s.timer_armed) s.io_deadline_ns = IoDeadlineNs(now_ns, s);
-    pending_[static_cast<int>(s.priority)].PushReserved(
-        {static_cast<uint32_t>(index), s.epoch, ev->events, false, s.persistent,
-         &s});
-    ++io_events;
+    if (io_events != 0) {
+      direct_io_batch_ = true;
+      collect_now_ns_ = now_ns;
+    }
+  } else {
+    for (PendingQueue& queue : pending_) queue.Reserve(batch);
+    for (const ReadyEvent* ev = ready_.data(); ev != ready_end; ++ev) {
+      if (static_cast<size_t>(ev->fd) >= fd_map_size) continue;
+      const int32_t index = fd_map[ev->fd];
+      if (index < 0) {
+        if (index == kPostedFd) {
+          DrainPosted();
+        } else if (index == kSignalFd) {
+          if (CollectSignals()) found_work = true;
+          for (PendingQueue& queue : pending_) queue.Reserve(batch);
+        }
+        continue;  // -1: stopped since the backend saw it
+      }
+      Slot& s = slots_[index];
+      // Readiness resets the inactivity deadline before timers are
+      // collected, so one batch never reports both readiness and a timeout.
+      // Lazily (see Slot::io_deadline_ns): one store here instead of a sift
+      // per readiness; CollectTimers below sees the new deadline.
+      if (s.timer_armed) s.io_deadline_ns = IoDeadlineNs(now_ns, s);
+      pending_[static_cast<int>(s.priority)].PushReserved(
+          {static_cast<uint32_t>(index), s.epoch, ev->events, false,
+           s.persistent, &s});
+      ++io_events;
+    }
   }
   stats_.io_events += io_events;
   if (io_events != 0) found_work = true;
@@ -746,6 +810,11 @@ void EventLoop::Dispatch() {
     // Only Collect appends to the queues, never a callback; iterating by
     // index would stay safe if that changed.
     PendingQueue& queue = pending_[priority];
+    // A direct batch's readiness goes first in its queue, as Collect would
+    // have put it there.
+    if (priority == static_cast<int>(Priority::kNormal) && direct_io_batch_) {
+      DispatchReadyIo();
+    }
     for (size_t i = 0; i < queue.size(); ++i) {
       const Pending p = queue[i];
       Slot& s = *p.target;
@@ -778,6 +847,38 @@ void EventLoop::Dispatch() {
   }
   RunDeferred();
   dispatching_ = false;
+}
+
+void EventLoop::DispatchReadyIo() {
+  // What Dispatch's inline io path does for a queued entry. ready_ holds
+  // slot indices here (Collect rewrote it), and cannot change: callbacks
+  // may not run the loop. A slot touched since Collect was stopped (and
+  // maybe freed and reused: FreeSlot keeps the mark), restarted or given
+  // a new interest: its readiness is dropped, as a stale epoch drops a
+  // queued entry. An fd whose watcher was replaced has the new watcher in
+  // a touched slot, and the old slot is touched too.
+  const int64_t now_ns = collect_now_ns_;
+  for (const ReadyEvent& ev : ready_) {
+    const int32_t index = ev.fd;  // a slot index, or -1
+    if (index < 0) continue;
+    Slot& s = slots_[index];
+    if (s.io_touched) continue;
+    if (s.timer_armed) s.io_deadline_ns = IoDeadlineNs(now_ns, s);
+    if (!s.persistent) {
+      // One-shot: Invoke stops it first.
+      Invoke(
+          {static_cast<uint32_t>(index), s.epoch, ev.events, false, false, &s});
+      continue;
+    }
+    running_slot_ = static_cast<uint32_t>(index);
+    s.cb.io(IoEvent{s.fd, ev.events, false});
+    running_slot_ = kNoSlot;
+    ++stats_.callbacks_run;
+    if (s.release_requested) FreeSlot(static_cast<uint32_t>(index));
+  }
+  direct_io_batch_ = false;
+  for (uint32_t index : touched_io_slots_) slots_[index].io_touched = false;
+  touched_io_slots_.clear();
 }
 
 void EventLoop::Invoke(const Pending& p) {

@@ -417,7 +417,12 @@ class EventLoop {
     // of an absl::Duration (whole seconds, quarter-nanosecond ticks; see
     // clock/mono_time.h), exact, in 12 bytes where a Duration takes 16.
     int64_t interval_hi = 0;
-    uint32_t interest = 0;  // io
+    uint8_t interest = 0;  // io; every bit of kAllInterestBits fits
+    // io: stopped (to restart, too) or given a new interest while a direct
+    // batch (DispatchReadyIo) is pending: the readiness collected for it before
+    // is stale and is dropped, as the epoch check drops a queued one. Kept
+    // when the slot is freed (and reused) until the batch ends.
+    bool io_touched = false;
     uint32_t interval_lo = 0;
 
     absl::Duration interval() const {
@@ -596,6 +601,16 @@ class EventLoop {
   void SetFdSlot(int fd, int32_t value);
   void CollectTimers(MonoTime now);
   void Dispatch();
+  // Runs the normal-priority io callbacks of a direct batch straight from
+  // ready_ (see Collect), then ends the batch.
+  void DispatchReadyIo();
+  // Marks an io slot that changed during a direct batch (Slot::io_touched).
+  void TouchIo(uint32_t index, Slot& s) {
+    if (direct_io_batch_ && !s.io_touched) {
+      s.io_touched = true;
+      touched_io_slots_.push_back(index);
+    }
+  }
   void Invoke(const Pending& p);
   void DrainPosted();
   void RunDeferred();
@@ -685,6 +700,19 @@ class EventLoop {
   std::vector<uint32_t> idle_slots_;
 
   size_t active_io_ = 0;
+  // Io watchers (active or not) of a priority other than kNormal: while
+  // there are none, a batch with no timer due can skip the pending queues
+  // for readiness (direct batch, see Collect).
+  size_t other_priority_io_ = 0;
+  // This pass's io readiness is in ready_, not in pending_, and runs in
+  // DispatchReadyIo; set by Collect, cleared when that has run.
+  bool direct_io_batch_ = false;
+  // The instant Collect saw: DispatchReadyIo resets inactivity deadlines
+  // from it, as Collect does in a queued batch (a callback may move the
+  // cached time on with UpdateNow()).
+  int64_t collect_now_ns_ = 0;
+  // The slots TouchIo marked, to clear their flags after the batch.
+  std::vector<uint32_t> touched_io_slots_;
   // Heap entries of stopped io watchers (Slot::timer_parked): not work.
   size_t parked_timers_ = 0;
   size_t active_signals_ = 0;

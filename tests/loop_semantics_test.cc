@@ -612,6 +612,217 @@ TEST_P(LoopTest, FdClosedAndReusedWithinABatchIsNotMistaken) {
   }
 }
 
+// A batch's readiness runs straight from the backend's list when every io
+// watcher has normal priority and no timer is due (EventLoop::
+// DispatchReadyIo), and through the priority queues otherwise. Both must
+// drop readiness collected for a watcher that an earlier callback of the
+// batch restarted or gave an interest (even the same one), and still report
+// it in the next pass. An idle high-priority watcher forces the queues.
+TEST_P(LoopTest, ReadinessOfAWatcherChangedEarlierInTheBatchIsDropped) {
+  for (const bool queued : {false, true}) {
+    SCOPED_TRACE(queued ? "queued batch" : "direct batch");
+    auto loop = MakeLoop();
+    SocketPair pairs[3];
+    IoWatcher watchers[3];
+    int calls[3] = {0, 0, 0};
+    int first = -1;
+    for (int i = 0; i < 3; ++i) {
+      auto w = loop->WatchIo(pairs[i].a(), kReadable, [&, i](const IoEvent&) {
+        ++calls[i];
+        char byte;
+        ASSERT_EQ(read(pairs[i].a(), &byte, 1), 1);
+        if (first != -1) return;
+        // Whichever runs first changes the other two: one stopped and
+        // started again, one given its interest anew.
+        first = i;
+        IoWatcher& restarted = watchers[(i + 1) % 3];
+        restarted.Stop();
+        ASSERT_TRUE(restarted.Start().ok());
+        ASSERT_TRUE(watchers[(i + 2) % 3].SetInterest(kReadable).ok());
+      });
+      ASSERT_TRUE(w.ok()) << w.status();
+      watchers[i] = std::move(*w);
+    }
+    SocketPair idle;
+    IoWatcher high;
+    if (queued) {
+      IoOptions options;
+      options.priority = Priority::kHigh;
+      auto w = loop->WatchIo(
+          idle.a(), kReadable, [](const IoEvent&) {}, options);
+      ASSERT_TRUE(w.ok()) << w.status();
+      high = std::move(*w);
+    }
+    for (SocketPair& p : pairs) WriteByte(p.b());
+    ASSERT_TRUE(loop->RunOnce(false).ok());
+    ASSERT_NE(first, -1);
+    EXPECT_EQ(calls[0] + calls[1] + calls[2], 1);
+    // Their bytes are still unread: both changed watchers fire next pass.
+    ASSERT_TRUE(loop->RunOnce(false).ok());
+    EXPECT_EQ(calls[0], 1);
+    EXPECT_EQ(calls[1], 1);
+    EXPECT_EQ(calls[2], 1);
+  }
+}
+
+// The slot of a watcher released by an earlier callback of the batch is
+// reused at once (the free list is last in, first out): neither a new timer
+// nor a new io watcher in it may receive the released watcher's readiness.
+TEST_P(LoopTest, SlotReleasedEarlierInTheBatchIsReusedWithoutItsReadiness) {
+  for (const bool reuse_as_timer : {true, false}) {
+    SCOPED_TRACE(reuse_as_timer ? "reused by a timer" : "reused by io");
+    auto loop = MakeLoop();
+    SocketPair pairs[2], spare;
+    std::unique_ptr<IoWatcher> watchers[2];
+    Timer timer;
+    IoWatcher spare_watcher;
+    int io_calls = 0, timer_calls = 0, spare_calls = 0;
+    for (int i = 0; i < 2; ++i) {
+      auto w = loop->WatchIo(pairs[i].a(), kReadable, [&, i](const IoEvent&) {
+        ++io_calls;
+        watchers[1 - i].reset();
+        if (reuse_as_timer) {
+          timer = loop->AddTimer(absl::Hours(1), [&] { ++timer_calls; });
+        } else {
+          auto s = loop->WatchIo(spare.a(), kReadable,
+                                 [&](const IoEvent&) { ++spare_calls; });
+          ASSERT_TRUE(s.ok()) << s.status();
+          spare_watcher = std::move(*s);
+        }
+        watchers[i].reset();
+      });
+      ASSERT_TRUE(w.ok()) << w.status();
+      watchers[i] = std::make_unique<IoWatcher>(std::move(*w));
+    }
+    for (SocketPair& p : pairs) WriteByte(p.b());
+    ASSERT_TRUE(loop->RunOnce(false).ok());
+    EXPECT_EQ(io_calls, 1);
+    EXPECT_EQ(timer_calls, 0);
+    EXPECT_EQ(spare_calls, 0);
+    EXPECT_EQ(timer.pending(), reuse_as_timer);
+  }
+}
+
+// Readiness resets an inactivity deadline from the pass's cached time,
+// even for a callback that runs after another one moved the time on with
+// UpdateNow(): the same in a direct and a queued batch.
+TEST_P(LoopTest, ReadinessResetsTheTimeoutFromTheTimeOfItsPass) {
+  for (const bool queued : {false, true}) {
+    SCOPED_TRACE(queued ? "queued batch" : "direct batch");
+    FakeClock clock(FakeClock::kDefaultStart, /*monotonic=*/true);
+    auto loop = MakeLoop(&clock);
+    SocketPair pairs[2];
+    IoWatcher watchers[2];
+    int timeouts[2] = {0, 0};
+    bool advanced = false;
+    IoOptions options;
+    options.timeout = absl::Milliseconds(100);
+    for (int i = 0; i < 2; ++i) {
+      auto w = loop->WatchIo(
+          pairs[i].a(), kReadable,
+          [&, i](const IoEvent& ev) {
+            if (ev.timed_out) {
+              ++timeouts[i];
+              return;
+            }
+            char byte;
+            ASSERT_EQ(read(pairs[i].a(), &byte, 1), 1);
+            if (!advanced) {
+              advanced = true;
+              clock.Advance(absl::Milliseconds(50));
+              loop->UpdateNow();
+            }
+          },
+          options);
+      ASSERT_TRUE(w.ok()) << w.status();
+      watchers[i] = std::move(*w);
+    }
+    SocketPair idle;
+    IoWatcher high;
+    if (queued) {
+      IoOptions high_options;
+      high_options.priority = Priority::kHigh;
+      auto w = loop->WatchIo(
+          idle.a(), kReadable, [](const IoEvent&) {}, high_options);
+      ASSERT_TRUE(w.ok()) << w.status();
+      high = std::move(*w);
+    }
+    clock.Advance(absl::Milliseconds(30));
+    for (SocketPair& p : pairs) WriteByte(p.b());
+    ASSERT_TRUE(loop->RunOnce(false).ok());
+    ASSERT_TRUE(advanced);
+    // Both deadlines are 100 ms after the pass (30 ms), not after the
+    // moved-on time (80 ms): both come due at 130 ms.
+    clock.Advance(absl::Milliseconds(51));  // 131 ms
+    ASSERT_TRUE(loop->RunOnce(false).ok());
+    EXPECT_EQ(timeouts[0], 1);
+    EXPECT_EQ(timeouts[1], 1);
+  }
+}
+
+// Within one pass: posted work first, then high, normal and low priority; at
+// normal priority, readiness before timers. With a high-priority watcher
+// ready and a timer due, the batch goes through the queues; without either,
+// the readiness runs directly, still after the posted work.
+TEST_P(LoopTest, OnePassRunsPostedWorkThenEachPriorityInTurn) {
+  FakeClock clock(FakeClock::kDefaultStart, /*monotonic=*/true);
+  auto loop = MakeLoop(&clock);
+  std::vector<std::string> order;
+  SocketPair high_pair, normal_pair, low_pair;
+  IoOptions high, low;
+  high.priority = Priority::kHigh;
+  low.priority = Priority::kLow;
+  auto reader = [&](int fd, const char* name) {
+    return [&order, fd, name](const IoEvent&) {
+      char byte;
+      ASSERT_EQ(read(fd, &byte, 1), 1);
+      order.push_back(name);
+    };
+  };
+  auto wn = loop->WatchIo(normal_pair.a(), kReadable,
+                          reader(normal_pair.a(), "normal io"));
+  ASSERT_TRUE(wn.ok()) << wn.status();
+  // Direct first: only normal-priority watchers, nothing due.
+  ASSERT_TRUE(loop->Post([&] { order.push_back("posted"); }).ok());
+  WriteByte(normal_pair.b());
+  ASSERT_TRUE(loop->RunOnce(false).ok());
+  EXPECT_EQ(order, (std::vector<std::string>{"posted", "normal io"}));
+
+  order.clear();
+  auto wh = loop->WatchIo(high_pair.a(), kReadable,
+                          reader(high_pair.a(), "high io"), high);
+  auto wl = loop->WatchIo(low_pair.a(), kReadable,
+                          reader(low_pair.a(), "low io"), low);
+  ASSERT_TRUE(wh.ok() && wl.ok());
+  Timer t = loop->AddTimer(absl::Milliseconds(1),
+                           [&] { order.push_back("normal timer"); });
+  clock.Advance(absl::Milliseconds(1));
+  ASSERT_TRUE(loop->Post([&] { order.push_back("posted"); }).ok());
+  WriteByte(low_pair.b());
+  WriteByte(normal_pair.b());
+  WriteByte(high_pair.b());
+  ASSERT_TRUE(loop->RunOnce(false).ok());
+  EXPECT_EQ(order, (std::vector<std::string>{"posted", "high io", "normal io",
+                                             "normal timer", "low io"}));
+}
+
+TEST_P(LoopTest, UnknownInterestBitsAreRefused) {
+  auto loop = MakeLoop();
+  SocketPair sp;
+  auto bad =
+      loop->WatchIo(sp.a(), kReadable | (1u << 8), [](const IoEvent&) {});
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  auto w = loop->WatchIo(sp.a(), kReadable, [](const IoEvent&) {});
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_EQ(w->SetInterest(kWritable | (1u << 9)).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(w->interest(), kReadable);
+  w->Stop();
+  EXPECT_EQ(w->SetInterest(1u << 31).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(w->interest(), kReadable);
+}
+
 TEST_P(LoopTest, TimerCancelledByAnEarlierCallbackInTheBatchDoesNotFire) {
   FakeClock clock(FakeClock::kDefaultStart, /*monotonic=*/true);
   auto loop = MakeLoop(&clock);
