@@ -59,6 +59,18 @@ class LoopTest : public ::testing::TestWithParam<std::string> {
     EXPECT_FALSE(loop.HasActiveWork()) << "loop did not finish within 10 s";
   }
 
+  // An io watcher of high priority on an fd that stays idle: while it
+  // exists, the loop's batches go through its priority queues instead of
+  // running readiness directly (EventLoop::DispatchReadyIo).
+  static IoWatcher IdleHighPriorityWatcher(EventLoop& loop, int fd) {
+    IoOptions options;
+    options.priority = Priority::kHigh;
+    auto w = loop.WatchIo(
+        fd, kReadable, [](const IoEvent&) {}, options);
+    EXPECT_TRUE(w.ok()) << w.status();
+    return w.ok() ? std::move(*w) : IoWatcher();
+  }
+
   // Run(kUntilStopped) with a watchdog timer that stops it after 10 s.
   static void RunUntilStoppedBounded(EventLoop& loop) {
     bool watchdog_fired = false;
@@ -645,14 +657,7 @@ TEST_P(LoopTest, ReadinessOfAWatcherChangedEarlierInTheBatchIsDropped) {
     }
     SocketPair idle;
     IoWatcher high;
-    if (queued) {
-      IoOptions options;
-      options.priority = Priority::kHigh;
-      auto w = loop->WatchIo(
-          idle.a(), kReadable, [](const IoEvent&) {}, options);
-      ASSERT_TRUE(w.ok()) << w.status();
-      high = std::move(*w);
-    }
+    if (queued) high = IdleHighPriorityWatcher(*loop, idle.a());
     for (SocketPair& p : pairs) WriteByte(p.b());
     ASSERT_TRUE(loop->RunOnce(false).ok());
     ASSERT_NE(first, -1);
@@ -739,14 +744,7 @@ TEST_P(LoopTest, ReadinessResetsTheTimeoutFromTheTimeOfItsPass) {
     }
     SocketPair idle;
     IoWatcher high;
-    if (queued) {
-      IoOptions high_options;
-      high_options.priority = Priority::kHigh;
-      auto w = loop->WatchIo(
-          idle.a(), kReadable, [](const IoEvent&) {}, high_options);
-      ASSERT_TRUE(w.ok()) << w.status();
-      high = std::move(*w);
-    }
+    if (queued) high = IdleHighPriorityWatcher(*loop, idle.a());
     clock.Advance(absl::Milliseconds(30));
     for (SocketPair& p : pairs) WriteByte(p.b());
     ASSERT_TRUE(loop->RunOnce(false).ok());
