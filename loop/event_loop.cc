@@ -667,10 +667,10 @@ void EventLoop::Collect(MonoTime now) {
   // is due, so queueing readiness would only copy ready_ into
   // pending_[kNormal] in the same order, to be read back by Dispatch.
   // Instead the pass below handles the loop's own fds and rewrites ready_
-  // in place, each fd replaced by its watcher's slot index (-1: nothing to
-  // run); DispatchReadyIo runs those at the place in Dispatch where the
-  // queued readiness would run, and resets inactivity deadlines as the
-  // queued pass does here (no timer is collected in between to see them).
+  // in place, each fd replaced by its watcher's slot index (negative:
+  // nothing to run); DispatchReadyIo runs those where Dispatch would run
+  // the queued readiness, and resets inactivity deadlines as the queued
+  // pass does here (no timer is collected in between to see them).
   // A watcher that changes in the meantime is marked (TouchIo) instead of
   // having its epoch compared.
   const bool direct = other_priority_io_ == 0 && !time_callbacks_ &&
@@ -855,11 +855,12 @@ void EventLoop::DispatchReadyIo() {
   // may not run the loop. A slot touched since Collect was stopped (and
   // maybe freed and reused: FreeSlot keeps the mark), restarted or given
   // a new interest: its readiness is dropped, as a stale epoch drops a
-  // queued entry. An fd whose watcher was replaced has the new watcher in
-  // a touched slot, and the old slot is touched too.
+  // queued entry. ready_ names slots, not fds: a watcher that replaced
+  // another on the same fd during the batch is in a slot ready_ does not
+  // name, or in the old one, which the old watcher's Stop marked.
   const int64_t now_ns = collect_now_ns_;
   for (const ReadyEvent& ev : ready_) {
-    const int32_t index = ev.fd;  // a slot index, or -1
+    const int32_t index = ev.fd;  // a slot index, or negative
     if (index < 0) continue;
     Slot& s = slots_[index];
     if (s.io_touched) continue;
