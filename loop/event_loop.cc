@@ -77,7 +77,7 @@ absl::Status IoWatcher::SetInterest(uint32_t interest) {
   }
   s.interest = static_cast<uint8_t>(interest);
   ++s.epoch;
-  loop_->TouchIo(slot_, s);
+  loop_->TouchIo(slot_, s, EventLoop::kIoInterestChanged);
   return absl::OkStatus();
 }
 
@@ -252,7 +252,7 @@ void EventLoop::FreeSlot(uint32_t index) {
   const uint32_t epoch = s.epoch + 1;
   // A direct batch's ready_ may still name this slot: the mark keeps that
   // readiness from reaching whatever reuses it (see DispatchReadyIo).
-  const bool io_touched = s.io_touched;
+  const uint8_t io_touched = s.io_touched;
   static_cast<SlotFields&>(s) = SlotFields();
   s.epoch = epoch;
   s.io_touched = io_touched;
@@ -395,7 +395,7 @@ void EventLoop::StopIo(uint32_t index) {
   ++s.epoch;
   // Start needs no mark of its own: a direct batch only holds slots that
   // were active when it was collected, and those must stop to restart.
-  TouchIo(index, s);
+  TouchIo(index, s, kIoStopped);
   if (!s.active) return;
   // The fd may already be closed by the user (then the kernel dropped it from
   // epoll by itself); the error is of no use to anyone here.
@@ -863,8 +863,14 @@ void EventLoop::DispatchReadyIo() {
     const int32_t index = ev.fd;  // a slot index, or negative
     if (index < 0) continue;
     Slot& s = slots_[index];
-    if (s.io_touched) continue;
+    const uint8_t touched = s.io_touched;
+    // Stopped: whatever the slot holds now is not the watcher that was
+    // ready (a restart set its own deadline).
+    if (touched == kIoStopped) continue;
+    // Readiness is activity even when its callback is dropped: the queued
+    // pass resets the deadline of every ready watcher in Collect.
     if (s.timer_armed) s.io_deadline_ns = IoDeadlineNs(now_ns, s);
+    if (touched != 0) continue;  // a new interest: the readiness is stale
     if (!s.persistent) {
       // One-shot: Invoke stops it first.
       Invoke(
@@ -878,7 +884,7 @@ void EventLoop::DispatchReadyIo() {
     if (s.release_requested) FreeSlot(static_cast<uint32_t>(index));
   }
   direct_io_batch_ = false;
-  for (uint32_t index : touched_io_slots_) slots_[index].io_touched = false;
+  for (uint32_t index : touched_io_slots_) slots_[index].io_touched = 0;
   touched_io_slots_.clear();
 }
 

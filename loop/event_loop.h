@@ -417,11 +417,14 @@ class EventLoop {
     // clock/mono_time.h), exact, in 12 bytes where a Duration takes 16.
     int64_t interval_hi = 0;
     uint8_t interest = 0;  // io; every bit of kAllInterestBits fits
-    // io: stopped (to restart, too) or given a new interest while a direct
-    // batch (DispatchReadyIo) is pending: the readiness collected for it before
-    // is stale and is dropped, as the epoch check drops a queued one. Kept
-    // when the slot is freed (and reused) until the batch ends.
-    bool io_touched = false;
+    // io: changed while a direct batch (DispatchReadyIo) is pending, so the
+    // readiness collected for it before is stale and is dropped, as the
+    // epoch check drops a queued one: kIoStopped (to restart, too; kept when
+    // the slot is freed and reused, until the batch ends) or
+    // kIoInterestChanged (the same watcher, still there: its readiness still
+    // resets the inactivity deadline, as the queued pass does for every
+    // ready watcher before any callback runs). 0: unchanged.
+    uint8_t io_touched = 0;
     uint32_t interval_lo = 0;
 
     absl::Duration interval() const {
@@ -603,12 +606,14 @@ class EventLoop {
   // Runs the normal-priority io callbacks of a direct batch straight from
   // ready_ (see Collect), then ends the batch.
   void DispatchReadyIo();
-  // Marks an io slot that changed during a direct batch (Slot::io_touched).
-  void TouchIo(uint32_t index, Slot& s) {
-    if (direct_io_batch_ && !s.io_touched) {
-      s.io_touched = true;
-      touched_io_slots_.push_back(index);
-    }
+  // Marks an io slot that changed during a direct batch (Slot::io_touched);
+  // a stop outranks a new interest.
+  static constexpr uint8_t kIoInterestChanged = 1;
+  static constexpr uint8_t kIoStopped = 2;
+  void TouchIo(uint32_t index, Slot& s, uint8_t how) {
+    if (!direct_io_batch_) return;
+    if (s.io_touched == 0) touched_io_slots_.push_back(index);
+    if (how > s.io_touched) s.io_touched = how;
   }
   void Invoke(const Pending& p);
   void DrainPosted();

@@ -758,6 +758,69 @@ TEST_P(LoopTest, ReadinessResetsTheTimeoutFromTheTimeOfItsPass) {
   }
 }
 
+// Readiness is activity even when an earlier callback of the batch drops it
+// by giving the watcher a new interest: its inactivity deadline moves on
+// from the pass, in a direct batch as in a queued one (where Collect resets
+// the deadline of every ready watcher before any callback runs).
+TEST_P(LoopTest, ReadinessDroppedByANewInterestStillResetsTheTimeout) {
+  for (const bool queued : {false, true}) {
+    SCOPED_TRACE(queued ? "queued batch" : "direct batch");
+    FakeClock clock(FakeClock::kDefaultStart, /*monotonic=*/true);
+    auto loop = MakeLoop(&clock);
+    SocketPair pairs[2];
+    IoWatcher watchers[2];
+    int timeouts[2] = {0, 0};
+    int reads[2] = {0, 0};
+    int first = -1;
+    IoOptions options;
+    options.timeout = absl::Milliseconds(100);
+    for (int i = 0; i < 2; ++i) {
+      auto w = loop->WatchIo(
+          pairs[i].a(), kReadable,
+          [&, i](const IoEvent& ev) {
+            if (ev.timed_out) {
+              ++timeouts[i];
+              return;
+            }
+            ++reads[i];
+            char byte;
+            ASSERT_EQ(read(pairs[i].a(), &byte, 1), 1);
+            if (first != -1) return;
+            // Whichever runs first takes the other's byte too and gives it
+            // its interest anew, so its readiness of this pass is dropped
+            // and nothing is left to report in the next.
+            first = i;
+            ASSERT_EQ(read(pairs[1 - i].a(), &byte, 1), 1);
+            ASSERT_TRUE(watchers[1 - i].SetInterest(kReadable).ok());
+          },
+          options);
+      ASSERT_TRUE(w.ok()) << w.status();
+      watchers[i] = std::move(*w);
+    }
+    SocketPair idle;
+    IoWatcher high;
+    if (queued) high = IdleHighPriorityWatcher(*loop, idle.a());
+    clock.Advance(absl::Milliseconds(90));
+    for (SocketPair& p : pairs) WriteByte(p.b());
+    ASSERT_TRUE(loop->RunOnce(false).ok());
+    ASSERT_NE(first, -1);
+    EXPECT_EQ(reads[0] + reads[1], 1);
+    // 101 ms: past the deadlines set at the start (100 ms), before the ones
+    // the pass at 90 ms set (190 ms).
+    clock.Advance(absl::Milliseconds(11));
+    ASSERT_TRUE(loop->RunOnce(false).ok());
+    EXPECT_EQ(timeouts[first], 0);
+    EXPECT_EQ(timeouts[1 - first], 0)
+        << "the watcher whose readiness was dropped kept its old deadline";
+    // 191 ms: both time out, once.
+    clock.Advance(absl::Milliseconds(90));
+    ASSERT_TRUE(loop->RunOnce(false).ok());
+    EXPECT_EQ(timeouts[first], 1);
+    EXPECT_EQ(timeouts[1 - first], 1);
+    EXPECT_EQ(reads[0] + reads[1], 1);
+  }
+}
+
 // Within one pass: posted work first, then high, normal and low priority; at
 // normal priority, readiness before timers. With a high-priority watcher
 // ready and a timer due, the batch goes through the queues; without either,
