@@ -425,6 +425,15 @@ class EventLoop {
     // resets the inactivity deadline, as the queued pass does for every
     // ready watcher before any callback runs). 0: unchanged.
     uint8_t io_touched = 0;
+    // A periodic or non-normal-priority timer, or an io watcher with an
+    // inactivity timeout: its heap entries need CollectTimers' full
+    // treatment (counted in special_timing_slots_).
+    bool special_timing = false;
+    // timer: came due in a direct timer batch and was cancelled,
+    // rescheduled or released (maybe reused) before DispatchDueTimers got
+    // to it, which then drops it. Kept when the slot is freed, until the
+    // batch ends.
+    bool timer_touched = false;
     uint32_t interval_lo = 0;
 
     absl::Duration interval() const {
@@ -606,6 +615,24 @@ class EventLoop {
   // Runs the normal-priority io callbacks of a direct batch straight from
   // ready_ (see Collect), then ends the batch.
   void DispatchReadyIo();
+  // Runs the timers of a direct timer batch (see CollectTimers) straight
+  // from due_timers_, then ends the batch.
+  void DispatchDueTimers();
+  // A timer that came due in this pass's direct timer batch, still waiting
+  // for DispatchDueTimers, is being cancelled, rescheduled or released:
+  // marks it (Slot::timer_touched) so that it does not fire.
+  void TouchDueTimer(uint32_t index, Slot& s) {
+    if (direct_timer_batch_ && !s.timer_touched) {
+      s.timer_touched = true;
+      touched_timer_slots_.push_back(index);
+    }
+  }
+  // Slot::timer_armed as the API reports it: a timer of a direct timer
+  // batch that has not run yet is out of the heap (its handle is stale)
+  // and reads as disarmed, as it would after CollectTimers' full pass.
+  bool TimerArmed(const Slot& s) const {
+    return s.timer_armed && (!direct_timer_batch_ || timers_.Contains(s.timer));
+  }
   // Marks an io slot that changed during a direct batch (Slot::io_touched);
   // a stop outranks a new interest.
   static constexpr uint8_t kIoInterestChanged = 1;
@@ -717,6 +744,15 @@ class EventLoop {
   int64_t collect_now_ns_ = 0;
   // The slots TouchIo marked, to clear their flags after the batch.
   std::vector<uint32_t> touched_io_slots_;
+  // Slots with Slot::special_timing set. While there are none (and
+  // per-callback timing is off), every heap entry is a one-shot timer of
+  // normal priority, and the due ones need no treatment before they run.
+  size_t special_timing_slots_ = 0;
+  // This pass's due timers are in due_timers_, not in pending_, and run in
+  // DispatchDueTimers; set by CollectTimers, cleared when that has run.
+  bool direct_timer_batch_ = false;
+  // The slots TouchDueTimer marked, to clear their flags after the batch.
+  std::vector<uint32_t> touched_timer_slots_;
   // Heap entries of stopped io watchers (Slot::timer_parked): not work.
   size_t parked_timers_ = 0;
   size_t active_signals_ = 0;

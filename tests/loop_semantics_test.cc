@@ -71,6 +71,16 @@ class LoopTest : public ::testing::TestWithParam<std::string> {
     return w.ok() ? std::move(*w) : IoWatcher();
   }
 
+  // A periodic timer an hour away. Its slot needs CollectTimers' full
+  // treatment, so while it lives due timers go through the pending queues
+  // instead of a direct timer batch (see EventLoop::CollectTimers).
+  static Timer FarPeriodicTimer(EventLoop& loop) {
+    TimerOptions options;
+    options.period = absl::Hours(1);
+    return loop.AddTimer(
+        absl::Hours(1), [] {}, options);
+  }
+
   // Run(kUntilStopped) with a watchdog timer that stops it after 10 s.
   static void RunUntilStoppedBounded(EventLoop& loop) {
     bool watchdog_fired = false;
@@ -895,6 +905,149 @@ TEST_P(LoopTest, TimerCancelledByAnEarlierCallbackInTheBatchDoesNotFire) {
   ASSERT_TRUE(loop->RunOnce(false).ok());
   EXPECT_EQ(second_calls, 0);
   EXPECT_FALSE(second.pending());
+}
+
+// Timers due in one pass, whether they run straight from the due list (a
+// direct timer batch) or through the pending queues (a periodic timer
+// elsewhere forces those): whichever runs first cancels the other, which
+// already reads as disarmed (it came due) and then never runs.
+TEST_P(LoopTest, DueTimerCancelledEarlierInThePassNeverRuns) {
+  for (const bool queued : {false, true}) {
+    SCOPED_TRACE(queued ? "queued timers" : "direct timer batch");
+    FakeClock clock(FakeClock::kDefaultStart, /*monotonic=*/true);
+    auto loop = MakeLoop(&clock);
+    Timer timers[2];
+    int calls[2] = {0, 0};
+    int first = -1;
+    for (int i = 0; i < 2; ++i) {
+      timers[i] = loop->AddTimer(absl::Milliseconds(1 + i), [&, i] {
+        ++calls[i];
+        if (first != -1) return;
+        first = i;
+        Timer& other = timers[1 - i];
+        EXPECT_FALSE(other.pending());
+        EXPECT_EQ(other.deadline(), MonoTime::Max());
+        other.Cancel();
+      });
+    }
+    Timer far;
+    if (queued) far = FarPeriodicTimer(*loop);
+    clock.Advance(absl::Milliseconds(5));
+    ASSERT_TRUE(loop->RunOnce(false).ok());
+    ASSERT_EQ(first, 0);  // deadline order
+    EXPECT_EQ(calls[0], 1);
+    EXPECT_EQ(calls[1], 0);
+    clock.Advance(absl::Milliseconds(5));
+    ASSERT_TRUE(loop->RunOnce(false).ok());
+    EXPECT_EQ(calls[1], 0);
+    EXPECT_FALSE(timers[1].pending());
+  }
+}
+
+// A timer due in the pass and rescheduled by an earlier callback of it runs
+// at its new deadline, once, and not in this pass.
+TEST_P(LoopTest, DueTimerRescheduledEarlierInThePassRunsAtItsNewDeadline) {
+  for (const bool queued : {false, true}) {
+    SCOPED_TRACE(queued ? "queued timers" : "direct timer batch");
+    FakeClock clock(FakeClock::kDefaultStart, /*monotonic=*/true);
+    auto loop = MakeLoop(&clock);
+    Timer first_timer, second_timer;
+    int second_calls = 0;
+    MonoTime moved_to;
+    first_timer = loop->AddTimer(absl::Milliseconds(1), [&] {
+      second_timer.Reschedule(absl::Milliseconds(50));
+      EXPECT_TRUE(second_timer.pending());
+      moved_to = loop->Now() + absl::Milliseconds(50);
+      EXPECT_EQ(second_timer.deadline(), moved_to);
+    });
+    second_timer =
+        loop->AddTimer(absl::Milliseconds(2), [&] { ++second_calls; });
+    Timer far;
+    if (queued) far = FarPeriodicTimer(*loop);
+    clock.Advance(absl::Milliseconds(5));
+    ASSERT_TRUE(loop->RunOnce(false).ok());
+    EXPECT_EQ(second_calls, 0);
+    EXPECT_TRUE(second_timer.pending());
+    EXPECT_EQ(second_timer.deadline(), moved_to);
+    clock.Advance(absl::Milliseconds(49));  // 1 ms before the new deadline
+    ASSERT_TRUE(loop->RunOnce(false).ok());
+    EXPECT_EQ(second_calls, 0);
+    clock.Advance(absl::Milliseconds(1));
+    ASSERT_TRUE(loop->RunOnce(false).ok());
+    EXPECT_EQ(second_calls, 1);
+    clock.Advance(absl::Milliseconds(100));
+    ASSERT_TRUE(loop->RunOnce(false).ok());
+    EXPECT_EQ(second_calls, 1);
+    EXPECT_FALSE(second_timer.pending());
+  }
+}
+
+// A timer due in the pass and released by an earlier callback of it leaves
+// its slot to a new timer at once (the free list is last in, first out):
+// neither the released timer nor the new one runs in this pass, and the new
+// one runs in the next.
+TEST_P(LoopTest, DueTimerReleasedEarlierInThePassLeavesItsSlotToANewTimer) {
+  for (const bool queued : {false, true}) {
+    SCOPED_TRACE(queued ? "queued timers" : "direct timer batch");
+    FakeClock clock(FakeClock::kDefaultStart, /*monotonic=*/true);
+    auto loop = MakeLoop(&clock);
+    Timer first_timer, second_timer, replacement;
+    int second_calls = 0, replacement_calls = 0;
+    first_timer = loop->AddTimer(absl::Milliseconds(1), [&] {
+      second_timer.Release();
+      replacement =
+          loop->AddTimer(absl::ZeroDuration(), [&] { ++replacement_calls; });
+    });
+    second_timer =
+        loop->AddTimer(absl::Milliseconds(2), [&] { ++second_calls; });
+    Timer far;
+    if (queued) far = FarPeriodicTimer(*loop);
+    clock.Advance(absl::Milliseconds(5));
+    ASSERT_TRUE(loop->RunOnce(false).ok());
+    EXPECT_EQ(second_calls, 0);
+    EXPECT_EQ(replacement_calls, 0);
+    ASSERT_TRUE(loop->RunOnce(false).ok());
+    EXPECT_EQ(second_calls, 0);
+    EXPECT_EQ(replacement_calls, 1);
+  }
+}
+
+// In one pass, readiness runs before the timers due in it, and a readiness
+// callback that cancels one of them keeps it from running; a RunAfter timer
+// due in the same pass runs once.
+TEST_P(LoopTest, ReadinessRunsBeforeTheTimersDueInItsPass) {
+  for (const bool queued : {false, true}) {
+    SCOPED_TRACE(queued ? "queued timers" : "direct timer batch");
+    FakeClock clock(FakeClock::kDefaultStart, /*monotonic=*/true);
+    auto loop = MakeLoop(&clock);
+    std::vector<std::string> order;
+    SocketPair pair;
+    Timer kept, cancelled;
+    auto watcher = loop->WatchIo(pair.a(), kReadable, [&](const IoEvent&) {
+      order.push_back("io");
+      char byte;
+      ASSERT_EQ(read(pair.a(), &byte, 1), 1);
+      cancelled.Cancel();
+    });
+    ASSERT_TRUE(watcher.ok()) << watcher.status();
+    kept = loop->AddTimer(absl::Milliseconds(1), [&] { order.push_back("A"); });
+    cancelled =
+        loop->AddTimer(absl::Milliseconds(2), [&] { order.push_back("B"); });
+    loop->RunAfter(absl::Milliseconds(3), [&] { order.push_back("C"); });
+    Timer far;
+    if (queued) far = FarPeriodicTimer(*loop);
+    const LoopStats before = loop->stats();
+    clock.Advance(absl::Milliseconds(5));
+    WriteByte(pair.b());
+    ASSERT_TRUE(loop->RunOnce(false).ok());
+    EXPECT_EQ(order, (std::vector<std::string>{"io", "A", "C"}));
+    // Counted as they come due, as before a cancel could reach them.
+    EXPECT_EQ(loop->stats().timers_fired - before.timers_fired, 3u);
+    EXPECT_EQ(loop->stats().callbacks_run - before.callbacks_run, 3u);
+    clock.Advance(absl::Milliseconds(5));
+    ASSERT_TRUE(loop->RunOnce(false).ok());
+    EXPECT_EQ(order.size(), 3u);
+  }
 }
 
 TEST_P(LoopTest, PeriodicTimerMayDestroyItselfAndCreateMore) {
