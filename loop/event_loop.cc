@@ -681,7 +681,8 @@ void EventLoop::Collect(MonoTime now) {
   const int32_t* const fd_map = fd_to_slot_.data();
   const size_t fd_map_size = fd_to_slot_.size();
   // A direct batch: every io watcher runs at normal priority and no
-  // inactivity timeout can be due (no timer is due, or no io watcher has a
+  // inactivity timeout can be due (no timer is due, or no slot needs
+  // CollectTimers' full pass, which also means no io watcher has a
   // timeout), so queueing readiness would only copy ready_ into
   // pending_[kNormal] in the same order, to be read back by Dispatch.
   // Instead the pass below handles the loop's own fds and rewrites ready_
