@@ -10,6 +10,7 @@
 
 #include <array>
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -79,6 +80,69 @@ class LoopTest : public ::testing::TestWithParam<std::string> {
     options.period = absl::Hours(1);
     return loop.AddTimer(
         absl::Hours(1), [] {}, options);
+  }
+
+  // Watches both pairs for reading with a 100 ms idle timeout: a timeout
+  // counts in timeouts[i]; readiness reads the byte and runs on_read(i).
+  static void WatchBothWithTimeout(EventLoop& loop, SocketPair (&pairs)[2],
+                                   IoWatcher (&watchers)[2], int (&timeouts)[2],
+                                   std::function<void(int)> on_read) {
+    IoOptions options;
+    options.timeout = absl::Milliseconds(100);
+    for (int i = 0; i < 2; ++i) {
+      auto w = loop.WatchIo(
+          pairs[i].a(), kReadable,
+          [&pairs, &timeouts, on_read, i](const IoEvent& ev) {
+            if (ev.timed_out) {
+              ++timeouts[i];
+              return;
+            }
+            char byte;
+            ASSERT_EQ(read(pairs[i].a(), &byte, 1), 1);
+            on_read(i);
+          },
+          options);
+      ASSERT_TRUE(w.ok()) << w.status();
+      watchers[i] = std::move(*w);
+    }
+  }
+
+  // One pass `after` from now with a byte to read on both pairs. With
+  // `queued`, an idle high-priority watcher sends it through the pending
+  // queues instead of a direct batch.
+  void RunPassWithBothReadable(EventLoop& loop, FakeClock& clock, bool queued,
+                               SocketPair (&pairs)[2], absl::Duration after) {
+    SocketPair idle;
+    IoWatcher high;
+    if (queued) high = IdleHighPriorityWatcher(loop, idle.a());
+    clock.Advance(after);
+    for (SocketPair& p : pairs) WriteByte(p.b());
+    EXPECT_TRUE(loop.RunOnce(false).ok());
+  }
+
+  // Two timers due in one pass: `first` at 1 ms runs `first_action`,
+  // `second` at 2 ms counts its calls; RunDueTimerPair runs the pass at
+  // 5 ms. With `queued`, a far periodic timer sends it through the pending
+  // queues instead of a direct timer batch.
+  struct DueTimerPair {
+    FakeClock clock{FakeClock::kDefaultStart, /*monotonic=*/true};
+    std::unique_ptr<EventLoop> loop;
+    Timer first, second, far;
+    int second_calls = 0;
+  };
+  std::unique_ptr<DueTimerPair> RunDueTimerPair(
+      bool queued, std::function<void(DueTimerPair&)> first_action) {
+    auto pair = std::make_unique<DueTimerPair>();
+    DueTimerPair& p = *pair;
+    p.loop = MakeLoop(&p.clock);
+    p.first = p.loop->AddTimer(absl::Milliseconds(1),
+                               [&p, first_action] { first_action(p); });
+    p.second =
+        p.loop->AddTimer(absl::Milliseconds(2), [&p] { ++p.second_calls; });
+    if (queued) p.far = FarPeriodicTimer(*p.loop);
+    p.clock.Advance(absl::Milliseconds(5));
+    EXPECT_TRUE(p.loop->RunOnce(false).ok());
+    return pair;
   }
 
   // Run(kUntilStopped) with a watchdog timer that stops it after 10 s.
@@ -730,34 +794,15 @@ TEST_P(LoopTest, ReadinessResetsTheTimeoutFromTheTimeOfItsPass) {
     IoWatcher watchers[2];
     int timeouts[2] = {0, 0};
     bool advanced = false;
-    IoOptions options;
-    options.timeout = absl::Milliseconds(100);
-    for (int i = 0; i < 2; ++i) {
-      auto w = loop->WatchIo(
-          pairs[i].a(), kReadable,
-          [&, i](const IoEvent& ev) {
-            if (ev.timed_out) {
-              ++timeouts[i];
-              return;
-            }
-            char byte;
-            ASSERT_EQ(read(pairs[i].a(), &byte, 1), 1);
-            if (!advanced) {
-              advanced = true;
-              clock.Advance(absl::Milliseconds(50));
-              loop->UpdateNow();
-            }
-          },
-          options);
-      ASSERT_TRUE(w.ok()) << w.status();
-      watchers[i] = std::move(*w);
-    }
-    SocketPair idle;
-    IoWatcher high;
-    if (queued) high = IdleHighPriorityWatcher(*loop, idle.a());
-    clock.Advance(absl::Milliseconds(30));
-    for (SocketPair& p : pairs) WriteByte(p.b());
-    ASSERT_TRUE(loop->RunOnce(false).ok());
+    WatchBothWithTimeout(*loop, pairs, watchers, timeouts, [&](int) {
+      if (!advanced) {
+        advanced = true;
+        clock.Advance(absl::Milliseconds(50));
+        loop->UpdateNow();
+      }
+    });
+    RunPassWithBothReadable(*loop, clock, queued, pairs,
+                            absl::Milliseconds(30));
     ASSERT_TRUE(advanced);
     // Both deadlines are 100 ms after the pass (30 ms), not after the
     // moved-on time (80 ms): both come due at 130 ms.
@@ -782,37 +827,19 @@ TEST_P(LoopTest, ReadinessDroppedByANewInterestStillResetsTheTimeout) {
     int timeouts[2] = {0, 0};
     int reads[2] = {0, 0};
     int first = -1;
-    IoOptions options;
-    options.timeout = absl::Milliseconds(100);
-    for (int i = 0; i < 2; ++i) {
-      auto w = loop->WatchIo(
-          pairs[i].a(), kReadable,
-          [&, i](const IoEvent& ev) {
-            if (ev.timed_out) {
-              ++timeouts[i];
-              return;
-            }
-            ++reads[i];
-            char byte;
-            ASSERT_EQ(read(pairs[i].a(), &byte, 1), 1);
-            if (first != -1) return;
-            // Whichever runs first takes the other's byte too and gives it
-            // its interest anew, so its readiness of this pass is dropped
-            // and nothing is left to report in the next.
-            first = i;
-            ASSERT_EQ(read(pairs[1 - i].a(), &byte, 1), 1);
-            ASSERT_TRUE(watchers[1 - i].SetInterest(kReadable).ok());
-          },
-          options);
-      ASSERT_TRUE(w.ok()) << w.status();
-      watchers[i] = std::move(*w);
-    }
-    SocketPair idle;
-    IoWatcher high;
-    if (queued) high = IdleHighPriorityWatcher(*loop, idle.a());
-    clock.Advance(absl::Milliseconds(90));
-    for (SocketPair& p : pairs) WriteByte(p.b());
-    ASSERT_TRUE(loop->RunOnce(false).ok());
+    WatchBothWithTimeout(*loop, pairs, watchers, timeouts, [&](int i) {
+      ++reads[i];
+      if (first != -1) return;
+      // Whichever runs first takes the other's byte too and gives it its
+      // interest anew, so its readiness of this pass is dropped and nothing
+      // is left to report in the next.
+      first = i;
+      char byte;
+      ASSERT_EQ(read(pairs[1 - i].a(), &byte, 1), 1);
+      ASSERT_TRUE(watchers[1 - i].SetInterest(kReadable).ok());
+    });
+    RunPassWithBothReadable(*loop, clock, queued, pairs,
+                            absl::Milliseconds(90));
     ASSERT_NE(first, -1);
     EXPECT_EQ(reads[0] + reads[1], 1);
     // 101 ms: past the deadlines set at the start (100 ms), before the ones
@@ -949,36 +976,26 @@ TEST_P(LoopTest, DueTimerCancelledEarlierInThePassNeverRuns) {
 TEST_P(LoopTest, DueTimerRescheduledEarlierInThePassRunsAtItsNewDeadline) {
   for (const bool queued : {false, true}) {
     SCOPED_TRACE(queued ? "queued timers" : "direct timer batch");
-    FakeClock clock(FakeClock::kDefaultStart, /*monotonic=*/true);
-    auto loop = MakeLoop(&clock);
-    Timer first_timer, second_timer;
-    int second_calls = 0;
     MonoTime moved_to;
-    first_timer = loop->AddTimer(absl::Milliseconds(1), [&] {
-      second_timer.Reschedule(absl::Milliseconds(50));
-      EXPECT_TRUE(second_timer.pending());
-      moved_to = loop->Now() + absl::Milliseconds(50);
-      EXPECT_EQ(second_timer.deadline(), moved_to);
+    auto p = RunDueTimerPair(queued, [&](DueTimerPair& pair) {
+      pair.second.Reschedule(absl::Milliseconds(50));
+      EXPECT_TRUE(pair.second.pending());
+      moved_to = pair.loop->Now() + absl::Milliseconds(50);
+      EXPECT_EQ(pair.second.deadline(), moved_to);
     });
-    second_timer =
-        loop->AddTimer(absl::Milliseconds(2), [&] { ++second_calls; });
-    Timer far;
-    if (queued) far = FarPeriodicTimer(*loop);
-    clock.Advance(absl::Milliseconds(5));
-    ASSERT_TRUE(loop->RunOnce(false).ok());
-    EXPECT_EQ(second_calls, 0);
-    EXPECT_TRUE(second_timer.pending());
-    EXPECT_EQ(second_timer.deadline(), moved_to);
-    clock.Advance(absl::Milliseconds(49));  // 1 ms before the new deadline
-    ASSERT_TRUE(loop->RunOnce(false).ok());
-    EXPECT_EQ(second_calls, 0);
-    clock.Advance(absl::Milliseconds(1));
-    ASSERT_TRUE(loop->RunOnce(false).ok());
-    EXPECT_EQ(second_calls, 1);
-    clock.Advance(absl::Milliseconds(100));
-    ASSERT_TRUE(loop->RunOnce(false).ok());
-    EXPECT_EQ(second_calls, 1);
-    EXPECT_FALSE(second_timer.pending());
+    EXPECT_EQ(p->second_calls, 0);
+    EXPECT_TRUE(p->second.pending());
+    EXPECT_EQ(p->second.deadline(), moved_to);
+    p->clock.Advance(absl::Milliseconds(49));  // 1 ms before the new deadline
+    ASSERT_TRUE(p->loop->RunOnce(false).ok());
+    EXPECT_EQ(p->second_calls, 0);
+    p->clock.Advance(absl::Milliseconds(1));
+    ASSERT_TRUE(p->loop->RunOnce(false).ok());
+    EXPECT_EQ(p->second_calls, 1);
+    p->clock.Advance(absl::Milliseconds(100));
+    ASSERT_TRUE(p->loop->RunOnce(false).ok());
+    EXPECT_EQ(p->second_calls, 1);
+    EXPECT_FALSE(p->second.pending());
   }
 }
 
@@ -989,25 +1006,17 @@ TEST_P(LoopTest, DueTimerRescheduledEarlierInThePassRunsAtItsNewDeadline) {
 TEST_P(LoopTest, DueTimerReleasedEarlierInThePassLeavesItsSlotToANewTimer) {
   for (const bool queued : {false, true}) {
     SCOPED_TRACE(queued ? "queued timers" : "direct timer batch");
-    FakeClock clock(FakeClock::kDefaultStart, /*monotonic=*/true);
-    auto loop = MakeLoop(&clock);
-    Timer first_timer, second_timer, replacement;
-    int second_calls = 0, replacement_calls = 0;
-    first_timer = loop->AddTimer(absl::Milliseconds(1), [&] {
-      second_timer.Release();
+    Timer replacement;
+    int replacement_calls = 0;
+    auto p = RunDueTimerPair(queued, [&](DueTimerPair& p) {
+      p.second.Release();
       replacement =
-          loop->AddTimer(absl::ZeroDuration(), [&] { ++replacement_calls; });
+          p.loop->AddTimer(absl::ZeroDuration(), [&] { ++replacement_calls; });
     });
-    second_timer =
-        loop->AddTimer(absl::Milliseconds(2), [&] { ++second_calls; });
-    Timer far;
-    if (queued) far = FarPeriodicTimer(*loop);
-    clock.Advance(absl::Milliseconds(5));
-    ASSERT_TRUE(loop->RunOnce(false).ok());
-    EXPECT_EQ(second_calls, 0);
+    EXPECT_EQ(p->second_calls, 0);
     EXPECT_EQ(replacement_calls, 0);
-    ASSERT_TRUE(loop->RunOnce(false).ok());
-    EXPECT_EQ(second_calls, 0);
+    ASSERT_TRUE(p->loop->RunOnce(false).ok());
+    EXPECT_EQ(p->second_calls, 0);
     EXPECT_EQ(replacement_calls, 1);
   }
 }
