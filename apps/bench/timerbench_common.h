@@ -16,11 +16,21 @@
 // Every implementation allocates its watcher/handle array before timing and
 // reports ns per operation of each phase; the file of each implementation
 // says exactly what its timed sections contain.
+//
+// The peers' watchers (ev_timer, struct event, uv_timer_t) are the caller's
+// memory. By default that array is zeroed before timing, so every page of it
+// is already mapped when add starts; Eventide's watcher state lives in the
+// loop's slot table, which its add fills for the first time. With
+// --watchers=untouched the peers' arrays are allocated but not written
+// before timing, so their add pays the first touch of their watcher memory
+// too (Eventide's handle array is zeroed either way, as the peers' arrays
+// are by default: it is the caller's side of the API).
 #ifndef EVENTIDE_APPS_BENCH_TIMERBENCH_COMMON_H_
 #define EVENTIDE_APPS_BENCH_TIMERBENCH_COMMON_H_
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -34,7 +44,22 @@ struct TimerWorkload {
   std::vector<int64_t> timeout_ms;
   // A permutation of 0..count-1: the order of phase 2.
   std::vector<uint32_t> cancel_order;
+  // --watchers=untouched: see the top of this file.
+  bool untouched_watchers = false;
 };
+
+// The peers' watcher array: `w.count` watchers of the C type T, zeroed
+// unless w.untouched_watchers (then left as malloc returned them; each
+// implementation initializes a watcher before using it).
+template <typename T>
+std::unique_ptr<T[]> AllocateWatchers(const TimerWorkload& w) {
+  if (w.untouched_watchers) {
+    // Default-initialized: a C struct stays unwritten. C++17 has no
+    // make_unique_for_overwrite.
+    return std::unique_ptr<T[]>(new T[w.count]);
+  }
+  return std::make_unique<T[]>(w.count);
+}
 
 inline constexpr int64_t kTimeoutMinMs = 1000;
 inline constexpr int64_t kTimeoutMaxMs = 60000;

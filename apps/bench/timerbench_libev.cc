@@ -11,7 +11,7 @@
 //           have all run.
 #include <ev.h>
 
-#include <vector>
+#include <memory>
 
 #include "absl/status/status.h"
 #include "apps/bench/timerbench_common.h"
@@ -22,7 +22,7 @@ namespace {
 struct LibevState {
   struct ev_loop* loop = nullptr;
   const TimerWorkload* w = nullptr;
-  std::vector<ev_timer>* timers = nullptr;
+  ev_timer* timers = nullptr;
   uint64_t wrong_fires = 0;
   uint64_t fired = 0;
   int64_t t0 = 0, t1 = 0, t2 = 0;
@@ -39,7 +39,7 @@ void FireCb(struct ev_loop*, ev_timer* t, int) {
 void KickCb(struct ev_loop* loop, ev_timer* kick, int) {
   LibevState& s = *static_cast<LibevState*>(kick->data);
   const TimerWorkload& w = *s.w;
-  ev_timer* timers = s.timers->data();
+  ev_timer* timers = s.timers;
   SectionBegin();
   s.t0 = TimerbenchNowNs();
   for (size_t i = 0; i < w.count; ++i) {
@@ -62,11 +62,11 @@ void KickCb(struct ev_loop* loop, ev_timer* kick, int) {
 absl::StatusOr<TimerRepResult> RunLibevTimers(const TimerWorkload& w) {
   struct ev_loop* loop = ev_loop_new(EVBACKEND_EPOLL);
   if (loop == nullptr) return CheckFailed("libev: ev_loop_new(epoll) failed");
-  std::vector<ev_timer> timers(w.count);
+  std::unique_ptr<ev_timer[]> timers = AllocateWatchers<ev_timer>(w);
   LibevState s;
   s.loop = loop;
   s.w = &w;
-  s.timers = &timers;
+  s.timers = timers.get();
 
   ev_timer kick;
   ev_timer_init(&kick, KickCb, 0., 0.);

@@ -14,7 +14,7 @@
 #include <event2/event_struct.h>
 #include <string.h>
 
-#include <vector>
+#include <memory>
 
 #include "absl/status/status.h"
 #include "apps/bench/bench_util.h"
@@ -26,7 +26,7 @@ namespace {
 struct LibeventState {
   event_base* base = nullptr;
   const TimerWorkload* w = nullptr;
-  std::vector<event>* events = nullptr;
+  event* events = nullptr;
   uint64_t wrong_fires = 0;
   uint64_t fired = 0;
   int64_t t0 = 0, t1 = 0, t2 = 0;
@@ -43,7 +43,7 @@ void FireCb(evutil_socket_t, short, void* arg) {
 void KickCb(evutil_socket_t, short, void* arg) {
   LibeventState& s = *static_cast<LibeventState*>(arg);
   const TimerWorkload& w = *s.w;
-  event* events = s.events->data();
+  event* events = s.events;
   SectionBegin();
   s.t0 = TimerbenchNowNs();
   for (size_t i = 0; i < w.count; ++i) {
@@ -86,11 +86,11 @@ absl::StatusOr<TimerRepResult> RunLibeventTimers(const TimerWorkload& w) {
     event_base_free(base);
     return CheckFailed("libevent: backend is not epoll");
   }
-  std::vector<event> events(w.count);
+  std::unique_ptr<event[]> events = AllocateWatchers<event>(w);
   LibeventState s;
   s.base = base;
   s.w = &w;
-  s.events = &events;
+  s.events = events.get();
 
   event kick;
   event_assign(&kick, base, -1, 0, KickCb, &s);

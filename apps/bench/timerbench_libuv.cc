@@ -13,7 +13,7 @@
 // memory goes.
 #include <uv.h>
 
-#include <vector>
+#include <memory>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -25,7 +25,7 @@ namespace {
 struct LibuvState {
   uv_loop_t* loop = nullptr;
   const TimerWorkload* w = nullptr;
-  std::vector<uv_timer_t>* timers = nullptr;
+  uv_timer_t* timers = nullptr;
   uint64_t wrong_fires = 0;
   uint64_t fired = 0;
   int64_t t0 = 0, t1 = 0, t2 = 0;
@@ -40,7 +40,7 @@ void FireCb(uv_timer_t* t) { ++static_cast<LibuvState*>(t->data)->fired; }
 void KickCb(uv_timer_t* kick) {
   LibuvState& s = *static_cast<LibuvState*>(kick->data);
   const TimerWorkload& w = *s.w;
-  uv_timer_t* timers = s.timers->data();
+  uv_timer_t* timers = s.timers;
   SectionBegin();
   s.t0 = TimerbenchNowNs();
   for (size_t i = 0; i < w.count; ++i) {
@@ -64,11 +64,11 @@ void KickCb(uv_timer_t* kick) {
 absl::StatusOr<TimerRepResult> RunLibuvTimers(const TimerWorkload& w) {
   uv_loop_t loop;
   if (uv_loop_init(&loop) != 0) return CheckFailed("libuv: uv_loop_init");
-  std::vector<uv_timer_t> timers(w.count);
+  std::unique_ptr<uv_timer_t[]> timers = AllocateWatchers<uv_timer_t>(w);
   LibuvState s;
   s.loop = &loop;
   s.w = &w;
-  s.timers = &timers;
+  s.timers = timers.get();
 
   uv_timer_t kick;
   uv_timer_init(&loop, &kick);
@@ -86,8 +86,9 @@ absl::StatusOr<TimerRepResult> RunLibuvTimers(const TimerWorkload& w) {
   const int64_t t4 = TimerbenchNowNs();
   SectionEnd("fire");
 
-  for (uv_timer_t& t : timers)
-    uv_close(reinterpret_cast<uv_handle_t*>(&t), nullptr);
+  for (size_t i = 0; i < w.count; ++i) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&timers[i]), nullptr);
+  }
   uv_close(reinterpret_cast<uv_handle_t*>(&kick), nullptr);
   uv_run(&loop, UV_RUN_DEFAULT);
   const int closed = uv_loop_close(&loop);

@@ -4,6 +4,12 @@
 //
 //   timerbench --list
 //   timerbench --impl=libev [--count=1000000] [--repetitions=5] [--seed=9]
+//              [--watchers=zeroed|untouched]
+//
+// --watchers: whether the peers' watcher arrays are zeroed before timing
+// (the default) or left unwritten, so that their add pays the first touch of
+// that memory as Eventide's add does for its slot table; see
+// timerbench_common.h.
 //
 // Prints one JSON object on one line: per-phase medians ("add_ns",
 // "cancel_ns", "fire_ns"), minima ("*_min") and every repetition
@@ -47,6 +53,7 @@ int Main(int argc, char** argv) {
   uint64_t count = 1000000;
   uint64_t repetitions = 5;
   uint64_t seed = 9;
+  std::string watchers = "zeroed";
   ParseKeyValueFlags(argc, argv, kProgram, ImplNames(kImpls),
                      [&](absl::string_view key, absl::string_view value) {
                        bool ok = true;
@@ -60,6 +67,9 @@ int Main(int argc, char** argv) {
                               repetitions > 0;
                        } else if (key == "--seed") {
                          ok = absl::SimpleAtoi(value, &seed);
+                       } else if (key == "--watchers") {
+                         watchers = std::string(value);
+                         ok = watchers == "zeroed" || watchers == "untouched";
                        } else {
                          return FlagResult::kUnknown;
                        }
@@ -67,7 +77,8 @@ int Main(int argc, char** argv) {
                      });
   const Impl* impl = &FindImpl(kImpls, impl_name, kProgram);
 
-  const TimerWorkload workload = MakeTimerWorkload(count, seed);
+  TimerWorkload workload = MakeTimerWorkload(count, seed);
+  workload.untouched_watchers = watchers == "untouched";
   std::vector<double> add, cancel, fire;
   uint64_t fired = 0;
   for (uint64_t rep = 0; rep < repetitions; ++rep) {
@@ -86,7 +97,8 @@ int Main(int argc, char** argv) {
       "%s\n",
       absl::StrCat("{\"bench\":\"timerbench\",\"impl\":\"", impl->name,
                    "\",\"count\":", count, ",\"repetitions\":", repetitions,
-                   ",\"seed\":", seed, ",\"timeout_min_ms\":", kTimeoutMinMs,
+                   ",\"seed\":", seed, ",\"watchers\":\"", watchers,
+                   "\",\"timeout_min_ms\":", kTimeoutMinMs,
                    ",\"timeout_max_ms\":", kTimeoutMaxMs, ",\"added\":",
                    count * repetitions, ",\"cancelled\":", count * repetitions,
                    ",\"fired\":", fired, ",", Stats("add_ns", add), ",",
