@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <ctime>
 #include <mutex>
@@ -78,6 +79,14 @@ class Worker {
     if (thread_.joinable()) thread_.join();
   }
 
+  // For `stats`, from any thread.
+  uint64_t bytes_read() const {
+    return traffic_.read.load(std::memory_order_relaxed);
+  }
+  uint64_t bytes_written() const {
+    return traffic_.written.load(std::memory_order_relaxed);
+  }
+
  private:
   void Serve(UniqueFd fd) {
     if (shutting_down_) {
@@ -144,10 +153,9 @@ class Worker {
     const size_t consumed =
         session.Consume(view, &output_, kOutputBudget - queued);
     input.Consume(consumed);
-    server_->bytes_read_.fetch_add(consumed, std::memory_order_relaxed);
+    traffic_.Add(&traffic_.read, consumed);
     if (!output_.empty()) {
-      server_->bytes_written_.fetch_add(output_.size(),
-                                        std::memory_order_relaxed);
+      traffic_.Add(&traffic_.written, output_.size());
       (void)conn.Write(absl::string_view(output_));
     }
     if (session.wants_close()) conn.CloseAfterFlush();
@@ -185,6 +193,21 @@ class Worker {
   std::unordered_map<Connection*, std::shared_ptr<Connection>> connections_;
   std::string output_;  // reused reply buffer
   std::thread thread_;
+
+  // Byte counters of this worker's connections. One pair per worker, on a
+  // cache line of its own: counters shared by all workers would move
+  // between cores on every request. Only this worker writes them, so a
+  // plain load and store does (no locked read-modify-write); `stats` on any
+  // thread sums the workers' pairs.
+  struct alignas(64) Traffic {
+    std::atomic<uint64_t> read{0};
+    std::atomic<uint64_t> written{0};
+    static void Add(std::atomic<uint64_t>* counter, uint64_t n) {
+      counter->store(counter->load(std::memory_order_relaxed) + n,
+                     std::memory_order_relaxed);
+    }
+  };
+  Traffic traffic_;
 };
 
 namespace {
@@ -327,8 +350,11 @@ ServerStats Server::GetServerStats() const {
   stats.total_connections = total_connections_.load();
   stats.rejected_connections = rejected_connections_.load();
   stats.threads = options_.threads;
-  stats.bytes_read = bytes_read_.load();
-  stats.bytes_written = bytes_written_.load();
+  // workers_ is fixed once Create() returns, before any connection exists.
+  for (const auto& worker : workers_) {
+    stats.bytes_read += worker->bytes_read();
+    stats.bytes_written += worker->bytes_written();
+  }
   stats.tcp_port = port_;
   stats.interface = options_.bind;
   return stats;

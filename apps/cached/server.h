@@ -88,8 +88,6 @@ class Server final : public ServerStatsSource {
   std::atomic<int64_t> curr_connections_{0};
   std::atomic<int64_t> total_connections_{0};
   std::atomic<int64_t> rejected_connections_{0};
-  std::atomic<uint64_t> bytes_read_{0};
-  std::atomic<uint64_t> bytes_written_{0};
 };
 
 }  // namespace cached
