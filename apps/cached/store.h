@@ -226,6 +226,14 @@ class Store {
   Item* FindLive(Shard& shard, const KeyRef& ref, int64_t now);
   void Unlink(Shard& shard, Item* item);
   void Remove(Shard& shard, Item* item);
+  // Moves `item` (in `shard`, locked) to a new block with room for
+  // `capacity` bytes of key and value, keeping its header, its key and the
+  // first `keep` bytes of its value (value_len becomes `keep`). The old
+  // block is freed; returns the item's new address.
+  Item* Reallocate(Shard& shard, Item* item, size_t capacity, size_t keep);
+  // Replaces the value of `item` (in `shard`, locked), keeping the key.
+  // Returns the item's address, which changes if it needed a new block.
+  Item* SetValue(Shard& shard, Item* item, absl::string_view value);
   void EvictLocked(Shard& shard, const Item* keep, int64_t now);
   void EvictOthers(size_t home, int64_t now);
   void AddBytes(int64_t delta);
@@ -238,16 +246,21 @@ class Store {
   const int64_t process_started_;
   std::unique_ptr<Shard[]> shards_;
 
-  // Written by every store, from every worker: a cache line of their own,
-  // so that sets do not take away the line of the fields above (read by
-  // every request) or of the flush state below.
-  alignas(64) std::atomic<uint64_t> cas_counter_{0};
+  // Written by every store, from every worker: padded to a cache line of
+  // their own, so that sets do not take away the line of the fields above
+  // (read by every request) or of the flush state below. Padding, not
+  // alignas: a Store may live on the stack, and our ASan build put one at a
+  // 32-byte boundary there (UBSan reported the misaligned Store).
+  char pad_before_counters_[64];
+  std::atomic<uint64_t> cas_counter_{0};
   std::atomic<int64_t> bytes_{0};
+  char pad_after_counters_[64];
   // Read by every lookup (IsFlushed), written only by flush_all.
-  alignas(64) std::atomic<int64_t> oldest_live_{0};
+  std::atomic<int64_t> oldest_live_{0};
   std::atomic<uint64_t> oldest_cas_{0};
+  char pad_after_flush_state_[64];
   // Rarely written.
-  alignas(64) std::atomic<size_t> sweep_next_{0};
+  std::atomic<size_t> sweep_next_{0};
   std::atomic<uint64_t> cmd_flush_{0};
   std::atomic<uint64_t> store_too_large_{0};
   std::atomic<uint64_t> bad_chunks_{0};

@@ -495,6 +495,84 @@ TEST_F(StoreTest, SweepExpiredReclaimsOnlyDeadItems) {
   EXPECT_EQ(store->GetStats().curr_items, 0u);
 }
 
+// An item lives in one block with its key and value; a value that outgrows
+// the block, or shrinks to well under half of it, moves the item to a new
+// block. The moved item keeps its header, its place in the LRU list and the
+// sweep's place in that list (a stale cursor would point at the freed block:
+// AddressSanitizer reports it).
+TEST_F(StoreTest, ItemsMovedToANewBlockKeepTheirValueAndPlace) {
+  auto store = Make(size_t{64} << 20, /*shards=*/1);
+  ASSERT_EQ(Set(*store, "k1", "a", /*exptime=*/100, /*flags=*/7),
+            StoreStatus::kStored);
+  ASSERT_EQ(Set(*store, "k2", "b", 5), StoreStatus::kStored);
+  ASSERT_EQ(Set(*store, "k3", "c", 5), StoreStatus::kStored);
+  ASSERT_EQ(Set(*store, "k4", "d", 5), StoreStatus::kStored);
+  // The sweep looks at k1 (the tail, alive) and stops on k2.
+  EXPECT_EQ(store->SweepExpired(1), 0u);
+
+  // Append 10,000 bytes to k2 one byte at a time: each append that does
+  // not fit moves it, and the sweep's cursor with it.
+  std::string expect = "b";
+  for (int i = 0; i < 10000; ++i) {
+    const std::string byte(1, static_cast<char>('a' + i % 26));
+    ASSERT_EQ(store->Put(StoreMode::kAppend, "k2", byte, 0, 0, 0),
+              StoreStatus::kStored);
+    expect += byte;
+  }
+  EXPECT_EQ(GetValue(*store, "k2"), expect);
+  // Prepend moves too, keeping what was there after the new bytes.
+  ASSERT_EQ(
+      store->Put(StoreMode::kPrepend, "k2", std::string(5000, 'p'), 0, 0, 0),
+      StoreStatus::kStored);
+  EXPECT_EQ(GetValue(*store, "k2"), std::string(5000, 'p') + expect);
+  // A set that shrinks the value to a tenth moves it to a smaller block.
+  ASSERT_EQ(Set(*store, "k2", "small", 5), StoreStatus::kStored);
+  EXPECT_EQ(GetValue(*store, "k2"), "small");
+  // incr to a longer number moves an item whose block held just "9".
+  ASSERT_EQ(Set(*store, "k3", "9", 5), StoreStatus::kStored);
+  uint64_t result = 0;
+  ASSERT_EQ(store->Delta("k3", true, 1, &result), DeltaStatus::kOk);
+  EXPECT_EQ(result, 10u);
+  EXPECT_EQ(GetValue(*store, "k3"), "10");
+  // A set that grows k1 keeps nothing of its old header but the key.
+  ASSERT_EQ(Set(*store, "k1", std::string(300, 'z'), 0, 3),
+            StoreStatus::kStored);
+  std::string storage;
+  const ItemView k1 = GetView(*store, "k1", &storage);
+  EXPECT_EQ(k1.value, std::string(300, 'z'));
+  EXPECT_EQ(k1.flags, 3u);
+
+  // The sweep walks on from where it stopped: k2, k3 and k4 expire, k1 no
+  // longer does.
+  Advance(5);
+  size_t removed = 0;
+  for (int round = 0; round < 8; ++round) removed += store->SweepExpired(1);
+  EXPECT_EQ(removed, 3u);
+  const StoreStats s = store->GetStats();
+  EXPECT_EQ(s.curr_items, 1u);
+  EXPECT_EQ(s.bytes, Store::ItemFootprint(2, 300));
+  EXPECT_EQ(GetValue(*store, "k1"), std::string(300, 'z'));
+}
+
+// LRU order survives the moves: the item that grew is the most recent.
+TEST_F(StoreTest, AnItemMovedToANewBlockIsTheMostRecentlyUsed) {
+  // Room for two 100-byte items and one 1-byte item, not one byte more.
+  auto store =
+      Make(2 * Store::ItemFootprint(2, 100) + Store::ItemFootprint(2, 1) - 1,
+           /*shards=*/1);
+  Set(*store, "k1", "v");
+  Set(*store, "k2", "v");
+  Set(*store, "k3", "v");
+  ASSERT_EQ(store->Put(StoreMode::kAppend, "k1", std::string(99, 'w'), 0, 0, 0),
+            StoreStatus::kStored);  // k1 moves and becomes the most recent
+  Set(*store, "k4", std::string(100, 'x'));  // evicts k2, then k3
+  EXPECT_EQ(GetValue(*store, "k2"), "<miss>");
+  EXPECT_EQ(GetValue(*store, "k3"), "<miss>");
+  EXPECT_EQ(GetValue(*store, "k1"), "v" + std::string(99, 'w'));
+  EXPECT_EQ(GetValue(*store, "k4"), std::string(100, 'x'));
+  EXPECT_EQ(store->GetStats().evictions, 2u);
+}
+
 TEST_F(StoreTest, DiscardAndRecordedRefusals) {
   auto store = Make();
   Set(*store, "k", "v");
