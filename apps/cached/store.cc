@@ -11,6 +11,7 @@
 #include <new>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/hash/hash.h"
@@ -46,10 +47,16 @@ int64_t ToPositiveTime(int32_t exptime) {
   return exptime < 0 ? kRealtimeMaxDelta + 1 : exptime;
 }
 
+// memcpy of `src` to `dst`. An empty string_view may have no data pointer,
+// and memcpy from a null pointer is undefined even for 0 bytes.
+void CopyBytes(char* dst, absl::string_view src) {
+  if (!src.empty()) std::memcpy(dst, src.data(), src.size());
+}
+
 }  // namespace
 
-// One cached item in one heap block: this header (one cache line), then the
-// key, then the value. A lookup compares the key right after the header it
+// One cached item in one heap block: this 64-byte header, then the key,
+// then the value. A lookup compares the key right after the header it
 // has just read, and a hit copies the value from the same block, instead of
 // following the header to a separate buffer (one dependent cache miss less
 // per request, and one malloc chunk less per item). A value that outgrows
@@ -86,7 +93,7 @@ struct Store::Item {
   // A block with room for `capacity` bytes of key and value after a fresh
   // header. capacity <= kMaxItemBytes.
   static Ptr Allocate(size_t capacity) {
-    static_assert(sizeof(Item) == 64, "the header is one cache line");
+    static_assert(sizeof(Item) == 64, "the header stays 64 bytes");
     static_assert(std::is_trivially_copyable<Item>::value,
                   "Reallocate copies the header");
     // The header is built in raw storage sized for the bytes after it; the
@@ -289,10 +296,14 @@ Store::Item* Store::Reallocate(Shard& shard, Item* item, size_t capacity,
   moved->value_len = static_cast<uint32_t>(keep);
   std::memcpy(moved->bytes(), item->bytes(), item->key_len + keep);
   shard.ReplaceInLru(item, moved);
+  // The new block takes the old one's slot in the table: same key, same
+  // hash, so the set's invariants hold. Swapping in place (instead of an
+  // erase and an insert) cannot rehash, and so cannot fail once the block
+  // is allocated. A set hands out its elements as const; the slot itself is
+  // not a const object.
   auto it = shard.items.find(KeyRef{item->key(), item->hash});
-  shard.items.erase(it);  // frees the old block
-  shard.items.insert(std::move(fresh));
-  return moved;
+  std::swap(const_cast<Item::Ptr&>(*it), fresh);
+  return moved;  // `fresh` now owns the old block and frees it here
 }
 
 Store::Item* Store::SetValue(Shard& shard, Item* item,
@@ -304,7 +315,7 @@ Store::Item* Store::SetValue(Shard& shard, Item* item,
   if (need > item->capacity || item->capacity > 2 * need + 64) {
     item = Reallocate(shard, item, need, /*keep=*/0);
   }
-  std::memcpy(item->value_data(), value.data(), value.size());
+  CopyBytes(item->value_data(), value);
   item->value_len = static_cast<uint32_t>(value.size());
   return item;
 }
@@ -413,10 +424,10 @@ StoreStatus Store::Put(StoreMode mode, absl::string_view key,
         }
         char* v = item->value_data();
         if (mode == StoreMode::kAppend) {
-          std::memcpy(v + old_len, value.data(), value.size());
+          CopyBytes(v + old_len, value);
         } else {
           std::memmove(v + value.size(), v, old_len);
-          std::memcpy(v, value.data(), value.size());
+          CopyBytes(v, value);
         }
         item->value_len = static_cast<uint32_t>(new_len);
         AddBytes(static_cast<int64_t>(value.size()));
@@ -445,8 +456,8 @@ StoreStatus Store::Put(StoreMode mode, absl::string_view key,
     fresh->hash = lookup.ref().hash;
     fresh->key_len = static_cast<uint16_t>(key.size());
     fresh->value_len = static_cast<uint32_t>(value.size());
-    std::memcpy(fresh->bytes(), key.data(), key.size());
-    std::memcpy(fresh->value_data(), value.data(), value.size());
+    CopyBytes(fresh->bytes(), key);
+    CopyBytes(fresh->value_data(), value);
     fresh->flags = flags;
     fresh->exptime = RealTime(ToPositiveTime(exptime), now);
     fresh->time = now;

@@ -29,8 +29,8 @@
 // list. No operation holds two shard locks at once.
 //
 // Memory: every item is accounted as key bytes + value bytes +
-// kItemOverhead (our per-item header, the hash-table slot and two heap
-// allocation headers; see store.cc). The total is one atomic counter, and
+// kItemOverhead (our per-item header, the hash-table slot and one heap
+// allocation header; see store.cc). The total is one atomic counter, and
 // the limit is global: a store that pushes the total over the limit evicts
 // from the tail of its own shard's LRU first, then from the other shards in
 // turn. LRU order is exact within a shard (with num_shards = 1 it is exact);
