@@ -28,10 +28,14 @@
 #ifndef EVENTIDE_APPS_BENCH_TIMERBENCH_COMMON_H_
 #define EVENTIDE_APPS_BENCH_TIMERBENCH_COMMON_H_
 
+#include <sys/mman.h>
+
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <memory>
+#include <cstring>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -48,18 +52,41 @@ struct TimerWorkload {
   bool untouched_watchers = false;
 };
 
-// The peers' watcher array: `w.count` watchers of the C type T, zeroed
-// unless w.untouched_watchers (then left as malloc returned them; each
-// implementation initializes a watcher before using it).
+// The peers' watcher array: `w.count` watchers of the C type T in an
+// anonymous mapping of their own, zeroed (every page written, so mapped,
+// before timing) unless w.untouched_watchers; each implementation
+// initializes a watcher before using it. Not malloc: below its mmap
+// threshold (which grows up to 32 MiB) glibc hands a freed block out again,
+// so at smaller counts a later repetition's "untouched" array would be
+// memory an earlier one had touched.
 template <typename T>
-std::unique_ptr<T[]> AllocateWatchers(const TimerWorkload& w) {
-  if (w.untouched_watchers) {
-    // Default-initialized: a C struct stays unwritten. C++17 has no
-    // make_unique_for_overwrite.
-    return std::unique_ptr<T[]>(new T[w.count]);
+class WatcherArray {
+ public:
+  static_assert(std::is_trivial<T>::value, "a C watcher struct");
+
+  explicit WatcherArray(const TimerWorkload& w)
+      : bytes_(std::max<size_t>(1, w.count) * sizeof(T)) {
+    void* p = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return;
+    data_ = static_cast<T*>(p);
+    if (!w.untouched_watchers) std::memset(p, 0, bytes_);
   }
-  return std::make_unique<T[]>(w.count);
-}
+  ~WatcherArray() {
+    if (data_ != nullptr) munmap(data_, bytes_);
+  }
+  WatcherArray(const WatcherArray&) = delete;
+  WatcherArray& operator=(const WatcherArray&) = delete;
+
+  // False when the mapping failed.
+  bool ok() const { return data_ != nullptr; }
+  T* get() const { return data_; }
+  T& operator[](size_t i) const { return data_[i]; }
+
+ private:
+  size_t bytes_;
+  T* data_ = nullptr;
+};
 
 inline constexpr int64_t kTimeoutMinMs = 1000;
 inline constexpr int64_t kTimeoutMaxMs = 60000;

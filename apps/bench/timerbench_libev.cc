@@ -11,8 +11,6 @@
 //           have all run.
 #include <ev.h>
 
-#include <memory>
-
 #include "absl/status/status.h"
 #include "apps/bench/timerbench_common.h"
 
@@ -60,9 +58,10 @@ void KickCb(struct ev_loop* loop, ev_timer* kick, int) {
 }  // namespace
 
 absl::StatusOr<TimerRepResult> RunLibevTimers(const TimerWorkload& w) {
+  WatcherArray<ev_timer> timers(w);
+  if (!timers.ok()) return CheckFailed("libev: cannot map the watcher array");
   struct ev_loop* loop = ev_loop_new(EVBACKEND_EPOLL);
   if (loop == nullptr) return CheckFailed("libev: ev_loop_new(epoll) failed");
-  std::unique_ptr<ev_timer[]> timers = AllocateWatchers<ev_timer>(w);
   LibevState s;
   s.loop = loop;
   s.w = &w;

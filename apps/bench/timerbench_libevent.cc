@@ -14,8 +14,6 @@
 #include <event2/event_struct.h>
 #include <string.h>
 
-#include <memory>
-
 #include "absl/status/status.h"
 #include "apps/bench/bench_util.h"
 #include "apps/bench/timerbench_common.h"
@@ -76,6 +74,10 @@ absl::StatusOr<TimerRepResult> RunLibeventTimers(const TimerWorkload& w) {
         "libevent: event_base_new is not libevent's (libev's "
         "emulation linked first?)");
   }
+  WatcherArray<event> events(w);
+  if (!events.ok()) {
+    return CheckFailed("libevent: cannot map the watcher array");
+  }
   event_config* config = event_config_new();
   event_config_avoid_method(config, "select");
   event_config_avoid_method(config, "poll");
@@ -86,7 +88,6 @@ absl::StatusOr<TimerRepResult> RunLibeventTimers(const TimerWorkload& w) {
     event_base_free(base);
     return CheckFailed("libevent: backend is not epoll");
   }
-  std::unique_ptr<event[]> events = AllocateWatchers<event>(w);
   LibeventState s;
   s.base = base;
   s.w = &w;

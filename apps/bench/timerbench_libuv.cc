@@ -13,8 +13,6 @@
 // memory goes.
 #include <uv.h>
 
-#include <memory>
-
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "apps/bench/timerbench_common.h"
@@ -62,9 +60,10 @@ void KickCb(uv_timer_t* kick) {
 }  // namespace
 
 absl::StatusOr<TimerRepResult> RunLibuvTimers(const TimerWorkload& w) {
+  WatcherArray<uv_timer_t> timers(w);
+  if (!timers.ok()) return CheckFailed("libuv: cannot map the watcher array");
   uv_loop_t loop;
   if (uv_loop_init(&loop) != 0) return CheckFailed("libuv: uv_loop_init");
-  std::unique_ptr<uv_timer_t[]> timers = AllocateWatchers<uv_timer_t>(w);
   LibuvState s;
   s.loop = &loop;
   s.w = &w;
