@@ -107,6 +107,56 @@ TEST(EpollBackend, FallsBackToEpollWaitWithoutPwait2) {
 #endif
 }
 
+// With epoll_pwait2 available, it serves only finite waits that may block
+// (their nanoseconds matter); polls and infinite waits go to the cheaper
+// epoll_wait. In a child, each system call in turn is made to fail after the
+// backend was created: a wait that used it reports the error.
+TEST(EpollBackend, PollsAndInfiniteWaitsUseEpollWait) {
+#ifndef SYS_epoll_pwait2
+  GTEST_SKIP() << "headers without SYS_epoll_pwait2";
+#else
+  if (!KernelHasEpollPwait2()) GTEST_SKIP() << "kernel without epoll_pwait2";
+  for (const long blocked : {long{SYS_epoll_pwait2}, long{SYS_epoll_wait}}) {
+    SCOPED_TRACE(blocked == SYS_epoll_wait ? "epoll_wait fails"
+                                           : "epoll_pwait2 fails");
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      auto b = CreateEpollBackend();
+      if (!b.ok()) _exit(10);
+      Backend& backend = **b;
+      int fds[2];
+      if (pipe2(fds, O_NONBLOCK) != 0) _exit(11);
+      if (!backend.Add(fds[0], kReadable).ok()) _exit(12);
+      if (!demux_internal::FailSyscallForTest(blocked, EPERM)) _exit(13);
+      const bool pwait2_blocked = blocked == SYS_epoll_pwait2;
+      std::vector<ReadyEvent> out;
+      // A poll with nothing ready.
+      if (backend.Wait(absl::ZeroDuration(), &out).ok() != pwait2_blocked) {
+        _exit(14);
+      }
+      // A finite wait that times out, below a millisecond.
+      if (backend.Wait(absl::Microseconds(300), &out).ok() == pwait2_blocked) {
+        _exit(15);
+      }
+      // An infinite wait, with the pipe ready so that it returns.
+      if (write(fds[1], "x", 1) != 1) _exit(16);
+      if (backend.Wait(absl::InfiniteDuration(), &out).ok() != pwait2_blocked) {
+        _exit(17);
+      }
+      if (pwait2_blocked && (out.size() != 1 || out[0].fd != fds[0])) {
+        _exit(18);
+      }
+      _exit(0);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status)) << status;
+    EXPECT_EQ(WEXITSTATUS(status), 0);
+  }
+#endif
+}
+
 // With a one-entry buffer that may grow to 8, 1,000 ready fds are all
 // reported within a bounded number of waits: epoll rotates its ready list,
 // so no fd is starved by a small buffer.
