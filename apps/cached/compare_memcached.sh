@@ -11,7 +11,8 @@
 # CONCURRENCY connections from CLIENT_THREADS client threads. Both servers
 # run THREADS worker threads and listen on 127.0.0.1 only. Prints the ops/s
 # of every run, the median per server, the ratio of the medians and the
-# median of the per-round ratios (the steadier of the two on a busy machine),
+# median of the per-round ratios (the steadier of the two on a busy machine)
+# with a 95% bootstrap interval,
 # each server's CPU time (user + system) per request, read from /proc, and
 # the load generator's CPU time per request.
 #
@@ -31,7 +32,7 @@ while getopts "r:d:t:T:c:h" opt; do
     t) threads=$OPTARG ;;
     T) client_threads=$OPTARG ;;
     c) concurrency=$OPTARG ;;
-    *) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
   esac
 done
 
@@ -134,6 +135,31 @@ hz=$(getconf CLK_TCK)
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
+# 95% bootstrap interval of the median of the numbers on stdin: 2000
+# resamples with replacement, fixed seed (the same input prints the same
+# interval). With few rounds it is wide; that width is the honest answer
+# to "is one server faster?", since single rounds move by up to 25% here.
+median_interval() {
+  awk 'function med(b, n,   i, j, t) {
+         for (i = 2; i <= n; i++) {  # insertion sort: n is a few dozen
+           t = b[i]
+           for (j = i - 1; j >= 1 && b[j] > t; j--) b[j + 1] = b[j]
+           b[j + 1] = t
+         }
+         return (n % 2) ? b[(n + 1) / 2] : (b[n / 2] + b[n / 2 + 1]) / 2
+       }
+       {a[NR] = $1}
+       END {
+         srand(1)
+         for (r = 1; r <= 2000; r++) {
+           for (i = 1; i <= NR; i++) b[i] = a[int(rand() * NR) + 1]
+           m[r] = med(b, NR)
+         }
+         med(m, 2000)  # sorts m
+         printf "%.3f-%.3f", m[50], m[1951]
+       }'
+}
+
 echo "load: $(basename "$loadgen") -T $client_threads -c $concurrency -t ${duration}s," \
   "90% get / 10% set, 64-byte keys, 100-byte values; servers: -t $threads, 127.0.0.1"
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -182,7 +208,10 @@ round_ratio=$(paste "$work/cached.tps" "$work/memcached.tps" |
 echo
 printf 'median ops/s: cached %s, memcached %s; ratio of medians %s\n' \
   "$ours" "$theirs" "$(awk -v a="$ours" -v b="$theirs" 'BEGIN {printf "%.3f", a / b}')"
-printf 'median of per-round ratios cached/memcached: %.3f\n' "$round_ratio"
+round_interval=$(paste "$work/cached.tps" "$work/memcached.tps" |
+  awk '{printf "%.4f\n", $1 / $2}' | median_interval)
+printf 'median of per-round ratios cached/memcached: %.3f (95%% bootstrap interval %s)\n' \
+  "$round_ratio" "$round_interval"
 ours_cpu=$(median <"$work/cached.cpu")
 theirs_cpu=$(median <"$work/memcached.cpu")
 printf 'median server CPU per op: cached %s µs, memcached %s µs; ratio %s (lower is better)\n' \
