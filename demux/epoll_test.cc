@@ -49,6 +49,20 @@ bool KernelHasEpollPwait2() {
 #endif
 }
 
+// Runs `body` in a forked child, so that a seccomp filter it installs
+// stays there, and returns the child's exit code (body's return value), or
+// -1 if the child did not exit normally. The body reports each failed step
+// by its own code.
+template <typename Body>
+int ExitCodeOfChild(Body body) {
+  const pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid == 0) _exit(body());
+  int status = 0;
+  if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) return -1;
+  return WEXITSTATUS(status);
+}
+
 TEST(EpollBackend, UsesEpollPwait2WhenTheKernelHasIt) {
   auto b = CreateEpollBackend();
   ASSERT_TRUE(b.ok()) << b.status();
@@ -69,41 +83,36 @@ TEST(EpollBackend, FallsBackToEpollWaitWithoutPwait2) {
 #ifndef SYS_epoll_pwait2
   GTEST_SKIP() << "headers without SYS_epoll_pwait2";
 #else
-  const pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
+  const int exit_code = ExitCodeOfChild([] {
     if (!demux_internal::FailSyscallForTest(SYS_epoll_pwait2, ENOSYS)) {
-      _exit(10);
+      return 10;
     }
     auto b = CreateEpollBackend();
-    if (!b.ok()) _exit(11);
+    if (!b.ok()) return 11;
     Backend& backend = **b;
     if (backend.capabilities().timeout_resolution != absl::Milliseconds(1)) {
-      _exit(12);
+      return 12;
     }
     int fds[2];
-    if (pipe2(fds, O_NONBLOCK) != 0) _exit(13);
-    if (!backend.Add(fds[0], kReadable).ok()) _exit(14);
+    if (pipe2(fds, O_NONBLOCK) != 0) return 13;
+    if (!backend.Add(fds[0], kReadable).ok()) return 14;
     std::vector<ReadyEvent> out;
     // 0.4ms is rounded up to 1ms, never down to a 0ms poll.
     const auto start = std::chrono::steady_clock::now();
-    if (!backend.Wait(absl::Microseconds(400), &out).ok()) _exit(15);
-    if (!out.empty()) _exit(16);
+    if (!backend.Wait(absl::Microseconds(400), &out).ok()) return 15;
+    if (!out.empty()) return 16;
     if (std::chrono::steady_clock::now() - start <
         std::chrono::microseconds(400)) {
-      _exit(17);
+      return 17;
     }
-    if (write(fds[1], "x", 1) != 1) _exit(18);
-    if (!backend.Wait(absl::Seconds(2), &out).ok()) _exit(19);
+    if (write(fds[1], "x", 1) != 1) return 18;
+    if (!backend.Wait(absl::Seconds(2), &out).ok()) return 19;
     if (out.size() != 1 || out[0].fd != fds[0] || out[0].events != kReadable) {
-      _exit(20);
+      return 20;
     }
-    _exit(0);
-  }
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status)) << status;
-  EXPECT_EQ(WEXITSTATUS(status), 0);
+    return 0;
+  });
+  EXPECT_EQ(exit_code, 0);
 #endif
 }
 
@@ -119,40 +128,35 @@ TEST(EpollBackend, PollsAndInfiniteWaitsUseEpollWait) {
   for (const long blocked : {long{SYS_epoll_pwait2}, long{SYS_epoll_wait}}) {
     SCOPED_TRACE(blocked == SYS_epoll_wait ? "epoll_wait fails"
                                            : "epoll_pwait2 fails");
-    const pid_t pid = fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
+    const int exit_code = ExitCodeOfChild([blocked] {
       auto b = CreateEpollBackend();
-      if (!b.ok()) _exit(10);
+      if (!b.ok()) return 10;
       Backend& backend = **b;
       int fds[2];
-      if (pipe2(fds, O_NONBLOCK) != 0) _exit(11);
-      if (!backend.Add(fds[0], kReadable).ok()) _exit(12);
-      if (!demux_internal::FailSyscallForTest(blocked, EPERM)) _exit(13);
+      if (pipe2(fds, O_NONBLOCK) != 0) return 11;
+      if (!backend.Add(fds[0], kReadable).ok()) return 12;
+      if (!demux_internal::FailSyscallForTest(blocked, EPERM)) return 13;
       const bool pwait2_blocked = blocked == SYS_epoll_pwait2;
       std::vector<ReadyEvent> out;
       // A poll with nothing ready.
       if (backend.Wait(absl::ZeroDuration(), &out).ok() != pwait2_blocked) {
-        _exit(14);
+        return 14;
       }
       // A finite wait that times out, below a millisecond.
       if (backend.Wait(absl::Microseconds(300), &out).ok() == pwait2_blocked) {
-        _exit(15);
+        return 15;
       }
       // An infinite wait, with the pipe ready so that it returns.
-      if (write(fds[1], "x", 1) != 1) _exit(16);
+      if (write(fds[1], "x", 1) != 1) return 16;
       if (backend.Wait(absl::InfiniteDuration(), &out).ok() != pwait2_blocked) {
-        _exit(17);
+        return 17;
       }
       if (pwait2_blocked && (out.size() != 1 || out[0].fd != fds[0])) {
-        _exit(18);
+        return 18;
       }
-      _exit(0);
-    }
-    int status = 0;
-    ASSERT_EQ(waitpid(pid, &status, 0), pid);
-    ASSERT_TRUE(WIFEXITED(status)) << status;
-    EXPECT_EQ(WEXITSTATUS(status), 0);
+      return 0;
+    });
+    EXPECT_EQ(exit_code, 0);
   }
 #endif
 }
