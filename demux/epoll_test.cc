@@ -17,7 +17,6 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,6 +29,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "demux/internal/seccomp_for_test.h"
+#include "demux/internal/wait_dispatch_for_test.h"
 #include "gtest/gtest.h"
 
 namespace eventide {
@@ -47,20 +47,6 @@ bool KernelHasEpollPwait2() {
 #else
   return false;
 #endif
-}
-
-// Runs `body` in a forked child, so that a seccomp filter it installs
-// stays there, and returns the child's exit code (body's return value), or
-// -1 if the child did not exit normally. The body reports each failed step
-// by its own code.
-template <typename Body>
-int ExitCodeOfChild(Body body) {
-  const pid_t pid = fork();
-  if (pid < 0) return -1;
-  if (pid == 0) _exit(body());
-  int status = 0;
-  if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) return -1;
-  return WEXITSTATUS(status);
 }
 
 TEST(EpollBackend, UsesEpollPwait2WhenTheKernelHasIt) {
@@ -83,7 +69,7 @@ TEST(EpollBackend, FallsBackToEpollWaitWithoutPwait2) {
 #ifndef SYS_epoll_pwait2
   GTEST_SKIP() << "headers without SYS_epoll_pwait2";
 #else
-  const int exit_code = ExitCodeOfChild([] {
+  const int exit_code = demux_internal::ExitCodeOfChild([] {
     if (!demux_internal::FailSyscallForTest(SYS_epoll_pwait2, ENOSYS)) {
       return 10;
     }
@@ -128,35 +114,10 @@ TEST(EpollBackend, PollsAndInfiniteWaitsUseEpollWait) {
   for (const long blocked : {long{SYS_epoll_pwait2}, long{SYS_epoll_wait}}) {
     SCOPED_TRACE(blocked == SYS_epoll_wait ? "epoll_wait fails"
                                            : "epoll_pwait2 fails");
-    const int exit_code = ExitCodeOfChild([blocked] {
-      auto b = CreateEpollBackend();
-      if (!b.ok()) return 10;
-      Backend& backend = **b;
-      int fds[2];
-      if (pipe2(fds, O_NONBLOCK) != 0) return 11;
-      if (!backend.Add(fds[0], kReadable).ok()) return 12;
-      if (!demux_internal::FailSyscallForTest(blocked, EPERM)) return 13;
-      const bool pwait2_blocked = blocked == SYS_epoll_pwait2;
-      std::vector<ReadyEvent> out;
-      // A poll with nothing ready.
-      if (backend.Wait(absl::ZeroDuration(), &out).ok() != pwait2_blocked) {
-        return 14;
-      }
-      // A finite wait that times out, below a millisecond.
-      if (backend.Wait(absl::Microseconds(300), &out).ok() == pwait2_blocked) {
-        return 15;
-      }
-      // An infinite wait, with the pipe ready so that it returns.
-      if (write(fds[1], "x", 1) != 1) return 16;
-      if (backend.Wait(absl::InfiniteDuration(), &out).ok() != pwait2_blocked) {
-        return 17;
-      }
-      if (pwait2_blocked && (out.size() != 1 || out[0].fd != fds[0])) {
-        return 18;
-      }
-      return 0;
-    });
-    EXPECT_EQ(exit_code, 0);
+    EXPECT_EQ(
+        demux_internal::WaitDispatchExitCode(
+            [] { return CreateEpollBackend(); }, blocked, SYS_epoll_pwait2),
+        0);
   }
 #endif
 }
