@@ -30,9 +30,12 @@
 //    reuses of its slot while it was being kept). A default-constructed
 //    Handle is never valid. Handles are only meaningful to the heap that
 //    issued them.
-//  - Costs: Push, Cancel, Reschedule, Pop O(log n); Top*, Contains, Get,
-//    KeyOf O(1); ShiftAll O(n); PopDue of k elements O(k log n), or
-//    O(n + k log k) when most of the heap is due.
+//  - Costs: Push, Reschedule, Pop O(log n); Cancel O(log n) amortised;
+//    Top*, Contains, Get, KeyOf O(1); ShiftAll O(n); PopDue of k elements
+//    O(k log n), or O(n + k log k) when most of the heap is due. In a heap
+//    of 16384 elements or more, Cancel only marks the entry dead (O(1));
+//    the dead entries are swept in one O(n) pass once they are half the
+//    array, so one cancel in about n/2 takes O(n).
 //  - Memory follows the load: after a spike drains, every array is
 //    reallocated down once it is less than 1/4 full (to twice what is in
 //    use), so a drained heap is back to a few kilobytes. The slot table
@@ -41,14 +44,15 @@
 //    table that long until it goes); once the table is sparse, the lowest
 //    free slots are reused first so that its tail drains. Reserve(n) sets a
 //    floor under which nothing shrinks. All of it is amortised O(1) per
-//    operation.
+//    operation. Dead entries (see Cancel) hold at most as much again as
+//    the live ones, and none are left once fewer than 8192 entries remain.
 //  - Payload may be move-only. Key must be copyable (it is stored next to
 //    the heap slot, see below) and `Compare` a strict weak ordering.
 //  - References and pointers returned by TopKey(), TopPayload(), Get() and
 //    KeyOf() are invalidated by any call that adds, removes or reorders
 //    elements.
 //  - Misuse that is a programming error (Top*/Pop on an empty heap, more
-//    than 2^32 - 1 live elements) aborts with a message.
+//    than 2^32 - 1 elements, live or dead) aborts with a message.
 //
 // Thread safety: none. A TimerHeap belongs to one thread at a time
 // (typically its loop's); const methods may run concurrently with each
@@ -64,9 +68,11 @@
 //    in the heap array (the back-index, updated on every move) and its
 //    generation; payloads live in a parallel array and never move (a
 //    trivially copyable payload bare, since the generation already says
-//    whether it is alive; any other in a std::optional). Cancel reads only
-//    the slot table unless the payload needs destroying. Free slots are
-//    listed in a separate array (free_), with room for the whole table.
+//    whether it is alive; any other in a std::optional). A lazy Cancel
+//    touches only the slot table (and the payload, if it needs
+//    destroying): a dead entry is known by its slot's generation. Free
+//    slots are listed in a separate array (free_), with room for the whole
+//    table.
 //  - `Arity` children per node. 4 is the default (faster than 2 in our
 //    benchmarks: half the levels, and the children of a node are adjacent).
 
@@ -204,7 +210,10 @@ class TimerHeap {
   }
   ~TimerHeap() = default;
 
-  size_t size() const { return heap_.size(); }
+  // Live elements: cancelled ones still waiting in the array (see Cancel)
+  // are not counted. The top entry is always live, so an array that holds
+  // anything holds a live element.
+  size_t size() const { return heap_.size() - dead_; }
   bool empty() const { return heap_.empty(); }
 
   // Adds an element; O(log n).
@@ -223,13 +232,32 @@ class TimerHeap {
   }
 
   // Removes the element; destroys its payload. False (and no effect) for a
-  // stale or default handle. O(log n).
+  // stale or default handle. O(log n) amortised.
+  //
+  // In a heap larger than the cache (kLazyCancelMinSize entries or more)
+  // the entry is left in the array, dead: its slot's generation moves on,
+  // so the handle is stale at once, but the slot stays reserved while the
+  // entry is there, and the entry itself is not touched. A dead entry is
+  // dropped when it reaches the top; all of them go in one O(n) pass
+  // (partition, re-heapify) once they are over half the array, or once the
+  // array has shrunk below half the lazy size. Removing a random element
+  // of a large heap at once is a chain of dependent cache misses: its
+  // record, its entry, then the parent it is compared with and the record
+  // of the last entry, which moves into its place. Lazily it is the record
+  // alone. The price: the arrays hold up to twice the live elements, and
+  // about one cancel in every (array size / 2) runs the O(n) pass.
   bool Cancel(Handle h) {
     if (!Contains(h)) return false;
-    RemoveAt(meta_[h.slot_].pos);
-    FreeSlot(h.slot_);
-    MaybeShrink();
+    CancelLive(h.slot_, meta_[h.slot_].pos);
     return true;
+  }
+
+  // Test hook: Cancel() leaves entries dead in the array only while it
+  // holds at least `n` of them (default kLazyCancelMinSize), so that tests
+  // can run the lazy path on small heaps.
+  void SetLazyCancelMinSizeForTesting(size_t n) {
+    lazy_cancel_min_size_ = std::max<size_t>(n, 1);
+    MaybeDropAllDead();
   }
 
   // Gives the element a new key; for FIFO tie-breaking it counts as a fresh
@@ -243,6 +271,8 @@ class TimerHeap {
     e.key = std::move(new_deadline);
     e.seq = seq;
     Restore(pos, std::move(e));
+    // Moving the top down lifts one of its children, maybe a dead one.
+    DropDeadTops();
     return true;
   }
 
@@ -263,13 +293,22 @@ class TimerHeap {
   // overlaps the caller's instead of following it. Same effect as Cancel(h)
   // for any `record_index`: a stale one only takes the plain path.
   bool CancelWithRecord(Handle h, uint32_t record_index) {
-    if (record_index != h.slot_) return Cancel(h);
+    if (record_index >= meta_.size()) return Cancel(h);
+    const SlotMeta record = meta_[record_index];
 #if defined(__GNUC__)
-    // Equal from here on, so the compiler may address the record through
-    // h.slot_ instead, which waits for h: an empty asm hides the equality.
-    asm("" : "+r"(record_index));
+    // Loaded on every path, before anything of h is compared: once the
+    // check below has found record_index equal to h.slot_, the compiler
+    // could otherwise address the record through whichever register holds
+    // h, and the load would wait for h after all. (An empty asm on
+    // record_index was not enough: its input may be h's register.)
+    asm volatile("" : : "r"(record.pos), "r"(record.generation));
 #endif
-    return Cancel(Handle(record_index, h.generation_));
+    if (record_index != h.slot_) return Cancel(h);
+    if (record.generation != h.generation_ || (record.generation & 1) == 0) {
+      return false;
+    }
+    CancelLive(record_index, record.pos);
+    return true;
   }
 
   bool Contains(Handle h) const {
@@ -306,6 +345,7 @@ class TimerHeap {
                                 std::move(PayloadOf(slot)));
     RemoveTop();
     FreeSlot(slot);
+    if (dead_ != 0) AfterRemovalAmongDead();
     MaybeShrink();
     return out;
   }
@@ -349,6 +389,7 @@ class TimerHeap {
     for (size_t i = 1; i < heap_.size(); ++i) {
       if (Less(heap_[i], heap_[Parent(i)])) {
         Heapify();
+        DropDeadTops();
         break;
       }
     }
@@ -358,10 +399,15 @@ class TimerHeap {
   // stale. Memory goes back down to the Reserve() floor. O(n).
   void Clear() {
     for (const Entry& e : heap_) {
-      DropPayload(e.slot);
-      ++meta_[e.slot].generation;
+      const uint32_t slot = e.slot;
+      if (IsLive(slot)) {
+        DropPayload(slot);
+        ++meta_[slot].generation;
+      }
+      meta_[slot].pos = kNoSlot;
     }
     heap_.clear();
+    dead_ = 0;
     TrimFreeTail();  // every slot is free now: the table empties
     AfterTrim();
     RebuildFreeList(std::max(kMinCapacity, reserved_));
@@ -412,6 +458,10 @@ class TimerHeap {
   // PopDue takes the one-pass path only from this heap size (and after at
   // least this many single pops when it switches midway).
   static constexpr size_t kBulkMinSize = 64;
+  // Cancel leaves dead entries (see there) only in an array of at least
+  // this many entries (256 KiB): below it the heap lives in the cache,
+  // where removing at once costs little and keeps memory exact.
+  static constexpr size_t kLazyCancelMinSize = 16384;
 
   // 16 bytes for an 8-byte key: four siblings fill one cache line.
   struct Entry {
@@ -427,10 +477,13 @@ class TimerHeap {
         : key(std::move(k)), slot(sl), seq(sq) {}
   };
 
+  // A slot is live (odd generation, its entry at `pos`), dead (even
+  // generation, its cancelled entry still at `pos`) or free (even
+  // generation, pos == kNoSlot).
   struct SlotMeta {
-    // Position of the slot's entry in heap_ while the slot is live.
+    // Position of the slot's entry in heap_, kNoSlot once it has none.
     uint32_t pos;
-    // Odd while the slot is live, even while free; bumped on every change.
+    // Odd while the slot is live, even otherwise; bumped on every change.
     uint32_t generation;
 
     // Trivial (a defaulted default constructor): the slot table then grows
@@ -447,6 +500,8 @@ class TimerHeap {
     swap(free_, other.free_);
     swap(frees_since_rebuild_, other.frees_since_rebuild_);
     swap(free_list_pending_, other.free_list_pending_);
+    swap(dead_, other.dead_);
+    swap(lazy_cancel_min_size_, other.lazy_cancel_min_size_);
     swap(reserved_, other.reserved_);
     swap(shrink_check_below_, other.shrink_check_below_);
     swap(next_seq_, other.next_seq_);
@@ -481,6 +536,9 @@ class TimerHeap {
   static constexpr size_t FirstChild(size_t i) { return i * Arity + 1; }
 
   bool IsLive(uint32_t slot) const { return (meta_[slot].generation & 1) != 0; }
+  bool IsFree(uint32_t slot) const {
+    return !IsLive(slot) && meta_[slot].pos == kNoSlot;
+  }
 
   bool Less(const Entry& a, const Entry& b) const {
     if (less_(a.key, b.key)) return true;
@@ -571,11 +629,94 @@ class TimerHeap {
     }
   }
 
+  // Cancel of the live element in `slot`, whose entry is at `pos`.
+  [[gnu::always_inline]] void CancelLive(uint32_t slot, size_t pos) {
+    if (heap_.size() >= lazy_cancel_min_size_ && pos != 0 &&
+        pos + 1 < heap_.size()) {
+      DropPayload(slot);
+      ++meta_[slot].generation;  // odd -> even: stale handles now fail
+      if (2 * ++dead_ > heap_.size()) DropAllDead();
+      return;
+    }
+    // At once: a heap small enough to live in the cache, the top (its
+    // successor must be live), or the last entry (nothing moves).
+    RemoveAt(pos);
+    FreeSlot(slot);
+    if (dead_ != 0) AfterRemovalAmongDead();
+    MaybeShrink();
+  }
+
+  // After a removal from an array that holds dead entries: one may have
+  // reached the top, and they may now be past their bound. Out of line:
+  // without dead entries (always, below the lazy size) removals only test
+  // dead_.
+  [[gnu::noinline]] void AfterRemovalAmongDead() {
+    DropDeadTops();
+    MaybeDropAllDead();
+  }
+
   // Removes the entry at `pos` (its slot is freed by the caller).
   void RemoveAt(size_t pos) {
     Entry last = std::move(heap_.back());
     heap_.pop_back();
     if (pos < heap_.size()) Restore(pos, std::move(last));
+  }
+
+  // Keeps the top entry live: removes dead entries that reached it.
+  void DropDeadTops() {
+    if (dead_ != 0 && !heap_.empty() && !IsLive(heap_[0].slot)) {
+      DropDeadTopsSlow();
+    }
+  }
+  [[gnu::noinline]] void DropDeadTopsSlow() {
+    while (!heap_.empty() && !IsLive(heap_[0].slot)) {
+      const uint32_t slot = heap_[0].slot;
+      RemoveTop();
+      --dead_;
+      meta_[slot].pos = kNoSlot;
+      ReleaseSlot(slot);
+    }
+    MaybeDropAllDead();
+  }
+
+  // Bounds what dead entries cost: at most half the array, and none once
+  // the array is below half the lazy-cancel size (where Cancel makes no
+  // new ones, so a few left from a larger heap would otherwise pin its
+  // slots for as long as they wait to reach the top).
+  void MaybeDropAllDead() {
+    if (dead_ != 0 && (2 * dead_ > heap_.size() ||
+                       2 * heap_.size() < lazy_cancel_min_size_)) {
+      DropAllDead();
+    }
+  }
+
+  // Drops every dead entry in one pass and rebuilds the heap over the
+  // rest, O(n). Each cancel that left a dead entry pays O(1) of it: the
+  // pass runs once they are half the array, or once the array has halved
+  // from the size at which the last one was made.
+  [[gnu::noinline]] void DropAllDead() {
+    size_t kept = 0;
+    const size_t n = heap_.size();
+    for (size_t i = 0; i < n; ++i) {
+      if (!IsLive(heap_[i].slot)) {
+        ReleaseDeadInBulk(heap_[i].slot);
+      } else {
+        if (kept != i) heap_[kept] = std::move(heap_[i]);
+        ++kept;
+      }
+    }
+    heap_.erase(heap_.begin() + static_cast<std::ptrdiff_t>(kept), heap_.end());
+    dead_ = 0;
+    Heapify();
+    // Heapify places every entry it leaves at an inner node; a leaf it did
+    // not move into still has the record of its old position.
+    for (size_t i = heap_.size() < 2 ? 0 : Parent(heap_.size() - 1) + 1;
+         i < heap_.size(); ++i) {
+      meta_[heap_[i].slot].pos = static_cast<uint32_t>(i);
+    }
+    TrimFreeTail();
+    AfterTrim();
+    MaybeShrink();
   }
 
   // Removes heap_[0]. Bottom-up (Floyd): the hole left by the root goes all
@@ -622,8 +763,13 @@ class TimerHeap {
     // copy every due entry about twice.
     due.reserve(heap_.size());
     size_t kept = 0;
+    // Telling a dead entry from a live one reads its slot record, a cache
+    // miss per entry in a large heap: only when there are dead entries.
+    const bool any_dead = dead_ != 0;
     for (size_t i = 0; i < heap_.size(); ++i) {
-      if (!less_(limit, heap_[i].key)) {
+      if (any_dead && !IsLive(heap_[i].slot)) {
+        ReleaseDeadInBulk(heap_[i].slot);
+      } else if (!less_(limit, heap_[i].key)) {
         due.push_back(std::move(heap_[i]));
       } else {
         if (kept != i) heap_[kept] = std::move(heap_[i]);
@@ -631,6 +777,7 @@ class TimerHeap {
       }
     }
     heap_.erase(heap_.begin() + static_cast<std::ptrdiff_t>(kept), heap_.end());
+    dead_ = 0;
     const auto less = [this](const Entry& a, const Entry& b) {
       return Less(a, b);
     };
@@ -645,6 +792,7 @@ class TimerHeap {
       out->emplace_back(std::move(e.key), std::move(PayloadOf(e.slot)));
       DropPayload(e.slot);
       ++meta_[e.slot].generation;  // odd -> even: stale handles now fail
+      meta_[e.slot].pos = kNoSlot;
       if (!free_list_pending_) free_.push_back(e.slot);
     }
     frees_since_rebuild_ += due.size();
@@ -674,7 +822,7 @@ class TimerHeap {
       while (!free_.empty()) {
         const uint32_t slot = free_.back();
         free_.pop_back();
-        if (slot < meta_.size() && !IsLive(slot)) {
+        if (slot < meta_.size() && IsFree(slot)) {
           ++meta_[slot].generation;  // even -> odd: live
           return slot;
         }
@@ -751,9 +899,24 @@ class TimerHeap {
     }
   }
 
+  // A dead entry's slot, freed by a pass that trims the table once at its
+  // end.
+  void ReleaseDeadInBulk(uint32_t slot) {
+    meta_[slot].pos = kNoSlot;
+    ++frees_since_rebuild_;
+    if (!free_list_pending_) free_.push_back(slot);
+  }
+
   void FreeSlot(uint32_t slot) {
     DropPayload(slot);
     ++meta_[slot].generation;  // odd -> even: stale handles now fail
+    meta_[slot].pos = kNoSlot;
+    ReleaseSlot(slot);
+  }
+
+  // Frees a slot that is neither live nor in the heap any more (pos is
+  // kNoSlot): for reuse, or trimmed off the table's end.
+  void ReleaseSlot(uint32_t slot) {
     ++frees_since_rebuild_;
     if (slot + size_t{1} == meta_.size()) {
       TrimFreeTail();
@@ -763,7 +926,8 @@ class TimerHeap {
     }
   }
 
-  // Keeps the table ending at its highest live slot: O(number trimmed),
+  // Keeps the table ending at its highest slot in use (live or dead):
+  // O(number trimmed),
   // each slot trimmed at most once per time it was freed.
   //
   // Finds the new end first, then cuts both arrays once. A pop_back of each
@@ -776,7 +940,8 @@ class TimerHeap {
     // A slot recreated later at a trimmed index must not reissue a
     // generation that a stale handle to the trimmed slot still carries.
     uint32_t newest = new_slot_generation_;
-    while (end > 0 && (meta[end - 1].generation & 1) == 0) {
+    while (end > 0 && (meta[end - 1].generation & 1) == 0 &&
+           meta[end - 1].pos == kNoSlot) {
       newest = std::max(newest, meta[end - 1].generation);
       --end;
     }
@@ -885,7 +1050,7 @@ class TimerHeap {
     frees_since_rebuild_ = 0;
     free_.clear();
     for (size_t i = meta_.size(); i-- > 0;) {
-      if (!IsLive(static_cast<uint32_t>(i))) {
+      if (IsFree(static_cast<uint32_t>(i))) {
         free_.push_back(static_cast<uint32_t>(i));
       }
     }
@@ -915,6 +1080,9 @@ class TimerHeap {
   // Empty, and not kept up, while free_list_pending_.
   std::vector<uint32_t> free_;
   size_t frees_since_rebuild_ = 0;
+  // Entries of cancelled elements still in heap_ (see Cancel).
+  size_t dead_ = 0;
+  size_t lazy_cancel_min_size_ = kLazyCancelMinSize;
   // The free list is due for a lowest-first rebuild (ShrinkSparse), done
   // by the next AllocateSlot.
   bool free_list_pending_ = false;
@@ -939,6 +1107,7 @@ bool TimerHeap<Key, Payload, Compare, Arity>::VerifyInvariants(
   if (meta_.size() != payloads_.size()) return fail("slot arrays differ");
   if ((new_slot_generation_ & 1) != 0) return fail("odd new-slot generation");
   size_t live = 0;
+  size_t dead = 0;
   for (size_t s = 0; s < meta_.size(); ++s) {
     const bool is_live = IsLive(static_cast<uint32_t>(s));
     if constexpr (!kBarePayloads) {
@@ -948,9 +1117,24 @@ bool TimerHeap<Key, Payload, Compare, Arity>::VerifyInvariants(
                     std::to_string(s));
       }
     }
-    if (is_live) ++live;
+    if (is_live) {
+      ++live;
+      if (meta_[s].pos == kNoSlot) return fail("a live slot has no entry");
+    } else if (!IsFree(static_cast<uint32_t>(s))) {
+      ++dead;
+    }
   }
-  if (live != heap_.size()) return fail("live slot count != heap size");
+  if (dead != dead_) return fail("dead slot count != dead entry count");
+  if (live + dead != heap_.size()) {
+    return fail("live and dead slots != heap size");
+  }
+  if (dead_ != 0 &&
+      (2 * dead_ > heap_.size() || 2 * heap_.size() < lazy_cancel_min_size_)) {
+    return fail("dead entries past their bound");
+  }
+  if (!heap_.empty() && !IsLive(heap_[0].slot)) {
+    return fail("the top entry is dead");
+  }
   // MaybeShrink() would skip a shrink that is due.
   const size_t floor = std::max(kMinCapacity, reserved_);
   if (heap_.capacity() > floor && shrink_check_below_ < heap_.capacity() / 4) {
@@ -962,10 +1146,11 @@ bool TimerHeap<Key, Payload, Compare, Arity>::VerifyInvariants(
   }
   for (size_t i = 0; i < heap_.size(); ++i) {
     const Entry& e = heap_[i];
-    if (e.slot >= meta_.size() || !IsLive(e.slot)) {
-      return fail("entry " + std::to_string(i) + " points at a dead slot");
+    const uint32_t slot = e.slot;
+    if (slot >= meta_.size() || IsFree(slot)) {
+      return fail("entry " + std::to_string(i) + " points at a free slot");
     }
-    if (meta_[e.slot].pos != i) {
+    if (meta_[slot].pos != i) {
       return fail("back-index of entry " + std::to_string(i) + " is wrong");
     }
     if (e.seq >= next_seq_) return fail("sequence number from the future");
@@ -973,21 +1158,21 @@ bool TimerHeap<Key, Payload, Compare, Arity>::VerifyInvariants(
       return fail("heap order broken at " + std::to_string(i));
     }
   }
-  if (!meta_.empty() && !IsLive(static_cast<uint32_t>(meta_.size() - 1))) {
+  if (!meta_.empty() && IsFree(static_cast<uint32_t>(meta_.size() - 1))) {
     return fail("the slot table ends with a free slot");
   }
   std::vector<bool> listed(meta_.size(), false);
   size_t free_listed = 0;
   for (uint32_t slot : free_) {
     if (slot >= meta_.size()) continue;  // trimmed since it was freed
-    if (IsLive(slot)) return fail("a live slot is on the free list");
+    if (!IsFree(slot)) return fail("a slot in use is on the free list");
     if (listed[slot]) return fail("a slot is twice on the free list");
     listed[slot] = true;
     ++free_listed;
   }
   if (free_list_pending_) {
     if (!free_.empty()) return fail("a pending free list is not empty");
-  } else if (free_listed + live != meta_.size()) {
+  } else if (free_listed + live + dead != meta_.size()) {
     return fail("free list does not cover every free slot");
   }
   return true;

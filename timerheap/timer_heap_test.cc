@@ -467,6 +467,77 @@ TYPED_TEST(TimerHeapTest, MemoryShrinksAfterASpikeDrainsByCancel) {
   EXPECT_VALID(heap);
 }
 
+// From kLazyCancelMinSize (16384) entries, Cancel leaves the entry in the
+// array, marked dead. A cancelled element must still never come out, by
+// Pop or by either path of PopDue, and the dead entries must stay within
+// their bound (VerifyInvariants) while cancels, pops and reschedules mix.
+TYPED_TEST(TimerHeapTest, LazilyCancelledEntriesNeverComeOut) {
+  typename TestFixture::IntHeap heap;
+  constexpr int kCount = 40000;
+  std::vector<int> keys(kCount);
+  for (int i = 0; i < kCount; ++i) keys[i] = i;
+  std::mt19937_64 rng(23);
+  std::shuffle(keys.begin(), keys.end(), rng);
+  std::vector<typename TestFixture::IntHeap::Handle> handles;
+  for (int i = 0; i < kCount; ++i) handles.push_back(heap.Push(keys[i], i));
+  std::vector<int> order(kCount);
+  for (int i = 0; i < kCount; ++i) order[i] = i;
+  std::shuffle(order.begin(), order.end(), rng);
+  std::vector<bool> cancelled(kCount, false);
+  for (int j = 0; j < kCount * 3 / 5; ++j) {
+    const int i = order[j];
+    ASSERT_TRUE(heap.Cancel(handles[i]));
+    ASSERT_FALSE(heap.Contains(handles[i]));
+    ASSERT_FALSE(heap.Cancel(handles[i]));
+    cancelled[i] = true;
+    if (j % 4 == 0) {  // a survivor moves: dead entries move with the rest
+      const int k = order[kCount - 1 - j / 4];
+      ASSERT_TRUE(heap.Reschedule(handles[k], keys[k] + kCount));
+      keys[k] += kCount;
+    }
+    if (j % 5000 == 0) EXPECT_VALID(heap);
+  }
+  EXPECT_EQ(heap.size(), static_cast<size_t>(kCount - kCount * 3 / 5));
+  EXPECT_VALID(heap);
+
+  std::vector<std::pair<int, int>> want;  // (key, payload) of survivors
+  for (int i = 0; i < kCount; ++i) {
+    if (!cancelled[i]) want.emplace_back(keys[i], i);
+  }
+  std::sort(want.begin(), want.end());
+  std::vector<std::pair<int64_t, int>> got;
+  for (int i = 0; i < 100; ++i) got.push_back(heap.Pop());
+  heap.PopDue(kCount / 2, &got);  // some due
+  heap.PopDue(3 * kCount, &got);  // the rest
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    ASSERT_EQ(got[i].first, want[i].first) << i;
+    ASSERT_EQ(got[i].second, want[i].second) << i;
+  }
+  EXPECT_TRUE(heap.empty());
+  EXPECT_LE(heap.heap_capacity(), 64u);
+  EXPECT_LE(heap.slot_capacity(), 64u);
+  EXPECT_VALID(heap);
+}
+
+// A lazily cancelled entry stays in the array, but its payload must not:
+// Cancel destroys it at once, as it does below the lazy size.
+TYPED_TEST(TimerHeapTest, LazyCancelDestroysThePayloadAtOnce) {
+  auto tracker = std::make_shared<int>(0);
+  typename TestFixture::template Heap<std::shared_ptr<int>> heap;
+  std::vector<typename decltype(heap)::Handle> handles;
+  for (int i = 0; i < 20000; ++i) handles.push_back(heap.Push(i, tracker));
+  ASSERT_EQ(tracker.use_count(), 20001);
+  // Neither the top nor the last entry (those go at once anyway).
+  ASSERT_TRUE(heap.Cancel(handles[7777]));
+  EXPECT_EQ(tracker.use_count(), 20000);
+  EXPECT_EQ(heap.size(), 19999u);
+  EXPECT_VALID(heap);
+  heap.Clear();
+  EXPECT_EQ(tracker.use_count(), 1);
+  EXPECT_VALID(heap);
+}
+
 // The heap array regrows through reused slots, while one long-lived element
 // at the top of the slot table keeps the table from shrinking: no new slot
 // is made, yet the array must still be given back once it is less than a
