@@ -7,7 +7,9 @@
 // so operations also run on stale handles (popped, cancelled, cleared, after
 // their slot was reused) and on a default handle. The same operations run on
 // a 4-ary (the default) and a 3-ary heap: an odd arity catches index
-// arithmetic that only happens to work for powers of two.
+// arithmetic that only happens to work for powers of two. The 3-ary heap
+// also cancels lazily (dead entries left in the array), the 4-ary one at
+// once.
 //
 // Keys are a saturating integer in [-kKeyLimit, kKeyLimit]: small, so equal
 // keys are common, and ShiftAll() can clamp several keys to one value, which
@@ -71,6 +73,18 @@ struct Subject {
   Heap heap;
   std::vector<typename Heap::Handle> handles;  // parallel to Model::records
 };
+
+// Handles stay valid for the moved-to heap; the moved-from one is empty and
+// usable.
+template <int Arity>
+void MoveAndBack(Subject<Arity>& s) {
+  typename Subject<Arity>::Heap taken(std::move(s.heap));
+  EVENTIDE_FUZZ_CHECK(s.heap.empty());
+  s.heap = std::move(taken);
+  EVENTIDE_FUZZ_CHECK(taken.empty());
+  auto unused = taken.Push(SatKey{0}, std::make_unique<uint64_t>(0));
+  EVENTIDE_FUZZ_CHECK(taken.Cancel(unused));
+}
 
 struct Record {
   uint64_t id;
@@ -259,17 +273,10 @@ void Step(fuzz::FuzzInput& in, Subject<A>& a, Subject<B>& b, Model& m,
       a.heap.Reserve(m.reserved);
       b.heap.Reserve(m.reserved);
       break;
-    case kMove: {
-      // Handles stay valid for the moved-to heap; the moved-from one is
-      // empty and usable.
-      typename Subject<A>::Heap taken(std::move(a.heap));
-      EVENTIDE_FUZZ_CHECK(a.heap.empty());
-      a.heap = std::move(taken);
-      EVENTIDE_FUZZ_CHECK(taken.empty());
-      auto unused = taken.Push(SatKey{0}, std::make_unique<uint64_t>(0));
-      EVENTIDE_FUZZ_CHECK(taken.Cancel(unused));
+    case kMove:
+      MoveAndBack(a);
+      MoveAndBack(b);  // b's dead entries (see Subject) move with it
       break;
-    }
     case kSequenceNearWrap: {
       // The heap's 32-bit insertion counter only moves forward, and it is
       // at most the number of pushes and reschedules so far, so one jump per
@@ -297,6 +304,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   eventide::fuzz::FuzzInput in(data, size);
   eventide::Subject<4> a;
   eventide::Subject<3> b;
+  // Inputs stay far below the heap's default lazy-cancel size (16384): b
+  // cancels lazily from 2 entries on, a at once, and both must agree with
+  // the model through every operation, ShiftAll's repair and moves too.
+  b.heap.SetLazyCancelMinSizeForTesting(2);
   eventide::Model m;
   bool wrapped = false;
   for (uint64_t step = 0; !in.empty(); ++step) {

@@ -30,12 +30,14 @@
 //    reuses of its slot while it was being kept). A default-constructed
 //    Handle is never valid. Handles are only meaningful to the heap that
 //    issued them.
-//  - Costs: Push, Reschedule, Pop O(log n); Cancel O(log n) amortised;
+//  - Costs: Push O(log n); Pop, Reschedule and Cancel O(log n) amortised;
 //    Top*, Contains, Get, KeyOf O(1); ShiftAll O(n); PopDue of k elements
 //    O(k log n), or O(n + k log k) when most of the heap is due. In a heap
 //    of 16384 elements or more, Cancel only marks the entry dead (O(1));
-//    the dead entries are swept in one O(n) pass once they are half the
-//    array, so one cancel in about n/2 takes O(n).
+//    a dead entry is dropped when it reaches the top (by a later Pop or
+//    Reschedule), and all of them in one O(n) pass once they are half the
+//    array or the array falls below 8192 entries: about one call in n/2
+//    takes O(n).
 //  - Memory follows the load: after a spike drains, every array is
 //    reallocated down once it is less than 1/4 full (to twice what is in
 //    use), so a drained heap is back to a few kilobytes. The slot table
@@ -677,6 +679,8 @@ class TimerHeap {
       ReleaseSlot(slot);
     }
     MaybeDropAllDead();
+    // Reschedule and ShiftAll get here without a shrink check of their own.
+    MaybeShrink();
   }
 
   // Bounds what dead entries cost: at most half the array, and none once

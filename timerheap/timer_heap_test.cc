@@ -486,7 +486,12 @@ TYPED_TEST(TimerHeapTest, LazilyCancelledEntriesNeverComeOut) {
   std::vector<bool> cancelled(kCount, false);
   for (int j = 0; j < kCount * 3 / 5; ++j) {
     const int i = order[j];
-    ASSERT_TRUE(heap.Cancel(handles[i]));
+    if (j % 3 == 0) {  // the event loop's path, with a right or wrong hint
+      const uint32_t hint = j % 2 == 0 ? handles[i].record_index() : 7u;
+      ASSERT_TRUE(heap.CancelWithRecord(handles[i], hint));
+    } else {
+      ASSERT_TRUE(heap.Cancel(handles[i]));
+    }
     ASSERT_FALSE(heap.Contains(handles[i]));
     ASSERT_FALSE(heap.Cancel(handles[i]));
     cancelled[i] = true;
@@ -496,6 +501,12 @@ TYPED_TEST(TimerHeapTest, LazilyCancelledEntriesNeverComeOut) {
       keys[k] += kCount;
     }
     if (j % 5000 == 0) EXPECT_VALID(heap);
+    if (j == kCount / 4) {  // dead entries move with the heap
+      typename TestFixture::IntHeap moved(std::move(heap));
+      EXPECT_TRUE(heap.empty());
+      EXPECT_VALID(moved);
+      heap = std::move(moved);
+    }
   }
   EXPECT_EQ(heap.size(), static_cast<size_t>(kCount - kCount * 3 / 5));
   EXPECT_VALID(heap);
@@ -518,6 +529,35 @@ TYPED_TEST(TimerHeapTest, LazilyCancelledEntriesNeverComeOut) {
   EXPECT_LE(heap.heap_capacity(), 64u);
   EXPECT_LE(heap.slot_capacity(), 64u);
   EXPECT_VALID(heap);
+}
+
+// ShiftAll's repair (a saturating shift) re-heapifies dead entries with the
+// live ones; a dead one must not end up on top, nor come out later.
+TYPED_TEST(TimerHeapTest, ShiftAllRepairKeepsDeadEntriesOut) {
+  TimerHeap<Clamped, int, std::less<Clamped>, TestFixture::IntHeap::kArity>
+      heap;
+  heap.SetLazyCancelMinSizeForTesting(16);
+  std::vector<decltype(heap.Push(Clamped{0}, 0))> handles;
+  for (int i = 0; i < 500; ++i) {
+    handles.push_back(heap.Push(Clamped{900 - i + (i * 7) % 5}, i));
+  }
+  // Every third, but not so many that the sweep clears them first.
+  for (int i = 1; i < 500; i += 3) ASSERT_TRUE(heap.Cancel(handles[i]));
+  std::string why;
+  ASSERT_TRUE(heap.VerifyInvariants(&why)) << why;
+  heap.ShiftAll(int64_t{700});  // most keys clamp to 1000: a repair
+  ASSERT_TRUE(heap.VerifyInvariants(&why)) << why;
+  size_t popped = 0;
+  int64_t last_key = -Clamped::kLimit;
+  while (!heap.empty()) {
+    auto [key, payload] = heap.Pop();
+    ASSERT_NE(payload % 3, 1) << "a cancelled element came out";
+    ASSERT_GE(key.v, last_key);
+    last_key = key.v;
+    ++popped;
+  }
+  EXPECT_EQ(popped, 500u - 167u);
+  ASSERT_TRUE(heap.VerifyInvariants(&why)) << why;
 }
 
 // A lazily cancelled entry stays in the array, but its payload must not:
