@@ -696,8 +696,8 @@ class TimerHeap {
 
   // Drops every dead entry in one pass and rebuilds the heap over the
   // rest, O(n). Each cancel that left a dead entry pays O(1) of it: the
-  // pass runs once they are half the array, or once the array has halved
-  // from the size at which the last one was made.
+  // pass runs once they are half the array, or once the array has fallen
+  // below half the smallest size at which one can be made.
   [[gnu::noinline]] void DropAllDead() {
     size_t kept = 0;
     const size_t n = heap_.size();
