@@ -604,6 +604,9 @@ class TimerHeap {
   }
 
   // Moves the hole at `hole` down until `e` fits, then puts `e` there.
+  // kIndexed: keep the moved entries' records up to date (Heapify writes
+  // them all afterwards instead).
+  template <bool kIndexed = true>
   void SiftDown(size_t hole, Entry&& e) {
     const size_t n = heap_.size();
     for (;;) {
@@ -611,10 +614,18 @@ class TimerHeap {
       if (first >= n) break;
       const size_t best = MinChild(first, n);
       if (!Less(heap_[best], e)) break;
-      Place(hole, std::move(heap_[best]));
+      MoveTo<kIndexed>(hole, std::move(heap_[best]));
       hole = best;
     }
-    Place(hole, std::move(e));
+    MoveTo<kIndexed>(hole, std::move(e));
+  }
+  template <bool kIndexed>
+  void MoveTo(size_t pos, Entry&& e) {
+    if constexpr (kIndexed) {
+      Place(pos, std::move(e));
+    } else {
+      heap_[pos] = std::move(e);
+    }
   }
 
   // Puts `e` into the hole at `pos`, moving it up or down as its key needs.
@@ -809,26 +820,12 @@ class TimerHeap {
     const size_t n = heap_.size();
     if (n >= 2) {
       for (size_t i = Parent(n - 1) + 1; i-- > 0;) {
-        SiftDownUnindexed(i, TakeEntry(i));
+        SiftDown</*kIndexed=*/false>(i, TakeEntry(i));
       }
     }
     for (size_t i = 0; i < n; ++i) {
       meta_[heap_[i].slot].pos = static_cast<uint32_t>(i);
     }
-  }
-
-  // SiftDown for Heapify: records are written afterwards.
-  void SiftDownUnindexed(size_t hole, Entry&& e) {
-    const size_t n = heap_.size();
-    for (;;) {
-      const size_t first = FirstChild(hole);
-      if (first >= n) break;
-      const size_t best = MinChild(first, n);
-      if (!Less(heap_[best], e)) break;
-      heap_[hole] = std::move(heap_[best]);
-      hole = best;
-    }
-    heap_[hole] = std::move(e);
   }
 
   uint32_t AllocateSlot() {
