@@ -135,6 +135,15 @@ TEST(TimeoutMillisRoundedUp, RoundsUpNeverDown) {
   EXPECT_EQ(di::TimeoutMillisRoundedUp(absl::Hours(24 * 365)), INT_MAX);
 }
 
+TEST(IsFiniteBlockingWait, OnlyPositiveFiniteTimeouts) {
+  EXPECT_TRUE(di::IsFiniteBlockingWait(absl::Nanoseconds(1)));
+  EXPECT_TRUE(di::IsFiniteBlockingWait(absl::Hours(24 * 365)));
+  EXPECT_FALSE(di::IsFiniteBlockingWait(absl::ZeroDuration()));
+  EXPECT_FALSE(di::IsFiniteBlockingWait(-absl::Seconds(1)));
+  EXPECT_FALSE(di::IsFiniteBlockingWait(absl::InfiniteDuration()));
+  EXPECT_FALSE(di::IsFiniteBlockingWait(-absl::InfiniteDuration()));
+}
+
 TEST(TimeoutTimespec, ExactClampedAndInfinite) {
   struct timespec ts;
   EXPECT_FALSE(di::TimeoutTimespec(absl::InfiniteDuration(), &ts));

@@ -298,8 +298,8 @@ class EpollBackend final : public Backend {
     // epoll_wait, which skips copying in a timespec and the kernel's work
     // of turning it into a deadline: ~80 ns less per call here for a poll
     // (the loop's non-blocking passes), with events ready or not.
-    if (use_pwait2_ && timeout > absl::ZeroDuration() &&
-        timeout != absl::InfiniteDuration()) {
+    const bool pwait2 = use_pwait2_ && di::IsFiniteBlockingWait(timeout);
+    if (pwait2) {
       struct timespec ts;
       di::TimeoutTimespec(timeout, &ts);
       n = EpollPwait2(epfd_, events_.data(), static_cast<int>(events_.size()),
@@ -311,7 +311,8 @@ class EpollBackend final : public Backend {
     if (n == -1) {
       if (errno != EINTR) {
         out->clear();
-        return di::ErrnoError(errno, kName, "epoll_wait");
+        return di::ErrnoError(errno, kName,
+                              pwait2 ? "epoll_pwait2" : "epoll_wait");
       }
       n = 0;  // a signal: report what we have (maybe nothing) and return
     }

@@ -99,7 +99,8 @@ class PollBackend final : public Backend {
     // ppoll only for a finite wait that may block, where its nanoseconds
     // matter: for a poll (zero) or an infinite wait, poll(2) means the same
     // and skips copying in a timespec (~60 ns less per call here).
-    if (timeout > absl::ZeroDuration() && timeout != absl::InfiniteDuration()) {
+    const bool finite = di::IsFiniteBlockingWait(timeout);
+    if (finite) {
       struct timespec ts;
       di::TimeoutTimespec(timeout, &ts);
       n = ppoll(pollfds_.data(), pollfds_.size(), &ts, nullptr);
@@ -109,7 +110,7 @@ class PollBackend final : public Backend {
     }
     if (n == -1) {
       if (errno == EINTR) return absl::OkStatus();
-      return di::ErrnoError(errno, kName, "poll");
+      return di::ErrnoError(errno, kName, finite ? "ppoll" : "poll");
     }
     for (size_t i = 0; n > 0 && i < pollfds_.size(); ++i) {
       const struct pollfd& p = pollfds_[i];

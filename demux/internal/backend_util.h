@@ -97,6 +97,12 @@ uint32_t EventsFromPollMask(uint32_t revents);
 // Milliseconds for epoll_wait/poll: -1 for infinite, 0 for <= 0, otherwise
 // rounded up (0.4ms -> 1ms, never 0) and clamped to kMaxWait.
 int TimeoutMillisRoundedUp(absl::Duration timeout);
+// A wait that may block for a finite time: the only kind whose nanoseconds
+// matter. Zero (a poll) and infinite waits mean the same to the millisecond
+// calls (epoll_wait, poll), which are cheaper than their timespec variants.
+inline bool IsFiniteBlockingWait(absl::Duration timeout) {
+  return timeout > absl::ZeroDuration() && timeout != absl::InfiniteDuration();
+}
 // Exact timespec for ppoll/pselect/epoll_pwait2/io_uring. Returns false for
 // an infinite timeout (pass NULL); negative becomes zero; clamped to kMaxWait.
 bool TimeoutTimespec(absl::Duration timeout, struct timespec* ts);
