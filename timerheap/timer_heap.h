@@ -75,6 +75,10 @@
 //    destroying): a dead entry is known by its slot's generation. Free
 //    slots are listed in a separate array (free_), with room for the whole
 //    table.
+//  - The entry array, the slot table and the payloads, once 2 MB or more,
+//    are placed on transparent huge pages (huge_pages.h): growing to a
+//    million elements then faults their memory in 2 MB at a time instead
+//    of 4 KB.
 //  - `Arity` children per node. 4 is the default (faster than 2 in our
 //    benchmarks: half the levels, and the children of a node are adjacent).
 
@@ -95,6 +99,8 @@
 #include <type_traits>
 #include <utility>
 #include <vector>
+
+#include "timerheap/huge_pages.h"
 
 namespace eventide {
 namespace timer_heap_internal {
@@ -122,12 +128,21 @@ struct SiblingAlignedAllocator {
     if (n > (std::numeric_limits<size_t>::max() - kShift) / sizeof(T)) {
       Fatal("allocation size overflow");
     }
-    void* raw = ::operator new(n * sizeof(T) + kShift, std::align_val_t(kLine));
+    const size_t bytes = n * sizeof(T) + kShift;
+    // A huge page boundary is a cache line boundary too.
+    void* raw = huge_pages::Wanted(bytes)
+                    ? huge_pages::Allocate(bytes)
+                    : ::operator new(bytes, std::align_val_t(kLine));
     return reinterpret_cast<T*>(static_cast<char*>(raw) + kShift);
   }
-  void deallocate(T* p, size_t) {
-    ::operator delete(reinterpret_cast<char*>(p) - kShift,
-                      std::align_val_t(kLine));
+  void deallocate(T* p, size_t n) {
+    const size_t bytes = n * sizeof(T) + kShift;
+    char* raw = reinterpret_cast<char*>(p) - kShift;
+    if (huge_pages::Wanted(bytes)) {
+      huge_pages::Free(raw, bytes);
+    } else {
+      ::operator delete(raw, std::align_val_t(kLine));
+    }
   }
   friend bool operator==(const SiblingAlignedAllocator&,
                          const SiblingAlignedAllocator&) {
@@ -1087,9 +1102,9 @@ class TimerHeap {
   }
 
   std::vector<Entry, timer_heap_internal::SiblingAlignedAllocator<Entry>> heap_;
-  std::vector<SlotMeta> meta_;
+  std::vector<SlotMeta, huge_pages::Allocator<SlotMeta>> meta_;
   // Indexed like meta_; see PayloadCell.
-  std::vector<PayloadCell> payloads_;
+  std::vector<PayloadCell, huge_pages::Allocator<PayloadCell>> payloads_;
   // Indices of free slots, most recently freed on top; may also hold
   // indices >= meta_.size() of slots trimmed since (skipped on reuse).
   // Empty, and not kept up, while free_list_pending_.

@@ -837,5 +837,46 @@ TEST(TimerHeapLayoutTest, CancelWithRecordTrustsTheHandleNotTheHint) {
   EXPECT_EQ(heap.TopPayload(), 63);
 }
 
+// Past 2 MB the arrays live on huge pages (huge_pages.h): grown into them,
+// shrunk back out of them, with the heap order and handles intact across
+// every move.
+TEST(TimerHeapLayoutTest, ArraysMoveIntoAndOutOfHugePages) {
+  using Heap = TimerHeap<int64_t, uint32_t>;
+  Heap heap;
+  constexpr uint32_t kCount = 300000;  // a 4.8 MB heap array, 2.4 MB records
+  std::mt19937_64 rng(41);
+  std::vector<Heap::Handle> handles;
+  std::vector<int64_t> keys;
+  for (uint32_t i = 0; i < kCount; ++i) {
+    keys.push_back(static_cast<int64_t>(rng() % 1000000));
+    handles.push_back(heap.Push(keys.back(), i));
+  }
+  std::vector<int64_t> kept;
+  for (uint32_t i = 0; i < kCount; ++i) {
+    if (i % 3 == 0) {
+      ASSERT_TRUE(heap.Cancel(handles[i]));
+    } else {
+      kept.push_back(keys[i]);
+    }
+  }
+  std::string why;
+  ASSERT_TRUE(heap.VerifyInvariants(&why)) << why;
+  std::sort(kept.begin(), kept.end());
+  for (size_t i = 0; i < kept.size(); ++i) {
+    ASSERT_EQ(heap.TopKey(), kept[i]) << i;
+    const uint32_t payload = heap.TopPayload();
+    ASSERT_EQ(keys[payload], kept[i]);
+    heap.Pop();
+    if (i % 50000 == 0) {
+      ASSERT_TRUE(heap.VerifyInvariants(&why)) << why;
+    }
+  }
+  EXPECT_TRUE(heap.empty());
+  // Small again: the shrunken arrays still take new elements.
+  const Heap::Handle h = heap.Push(5, 1);
+  EXPECT_EQ(heap.TopPayload(), 1u);
+  EXPECT_TRUE(heap.Cancel(h));
+}
+
 }  // namespace
 }  // namespace eventide
