@@ -301,6 +301,17 @@ void EventLoop::DisarmTimer(uint32_t index, uint32_t record_hint) {
   Slot& s = slots_[index];
   ++s.epoch;
   s.io_deadline_ns = 0;
+  // The common case of a large heap, with no call on the way: a call would
+  // make this function save and restore registers on every path.
+  if (!s.timer_parked && s.timer_armed &&
+      timers_.TryCancelLazily(s.timer, record_hint)) {
+    s.timer_armed = false;
+    return;
+  }
+  DisarmTimerSlow(index, s, record_hint);
+}
+
+void EventLoop::DisarmTimerSlow(uint32_t index, Slot& s, uint32_t record_hint) {
   Unpark(s);
   if (s.timer_armed) {
     // Not in the heap: due in this pass's direct timer batch, not run yet.

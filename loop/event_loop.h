@@ -595,6 +595,10 @@ class EventLoop {
   // timer (Timer::heap_record_); any value is safe, see
   // TimerHeap::CancelWithRecord.
   void DisarmTimer(uint32_t index, uint32_t record_hint);
+  // The rest of DisarmTimer, after its epoch bump, when the fast path does
+  // not apply.
+  [[gnu::noinline]] void DisarmTimerSlow(uint32_t index, Slot& s,
+                                         uint32_t record_hint);
   absl::Status StartIo(uint32_t index);
   void StopIo(uint32_t index);
   void StopSignal(uint32_t index);

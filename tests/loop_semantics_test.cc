@@ -8,10 +8,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <random>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -257,6 +259,61 @@ TEST_P(LoopTest, CancelledAndRescheduledTimers) {
   clock.Advance(absl::Milliseconds(5));
   ASSERT_TRUE(loop->RunOnce(false).ok());
   EXPECT_EQ(b, 2);
+}
+
+// Past the heap's lazy-cancel size (16384 entries) Timer::Cancel takes the
+// loop's fast path (TimerHeap::TryCancelLazily), and falls back to the full
+// one when that does not apply: the top entry, the last one, and the cancel
+// that makes the dead entries half the heap. Cancels and reschedules in
+// random order, some twice; the rest fire once each, in deadline order.
+TEST_P(LoopTest, ManyTimersCancelledInRandomOrder) {
+  FakeClock clock(FakeClock::kDefaultStart, /*monotonic=*/true);
+  auto loop = MakeLoop(&clock);
+  constexpr int kCount = 40000;
+  std::vector<Timer> timers(kCount);
+  std::vector<int> fired_order;
+  std::vector<int> fires(kCount, 0);
+  std::vector<int> deadline_ms(kCount);
+  for (int i = 0; i < kCount; ++i) {
+    // Distinct deadlines, not in index order: 1 ms apart.
+    deadline_ms[i] = 1 + (i * 7919) % kCount;
+    timers[i] = loop->AddTimer(absl::Milliseconds(deadline_ms[i]), [&, i] {
+      ++fires[i];
+      fired_order.push_back(i);
+    });
+  }
+  std::vector<int> order(kCount);
+  for (int i = 0; i < kCount; ++i) order[i] = i;
+  std::mt19937 rng(17);
+  std::shuffle(order.begin(), order.end(), rng);
+  std::vector<bool> cancelled(kCount, false);
+  for (int j = 0; j < kCount * 3 / 4; ++j) {
+    const int i = order[j];
+    timers[i].Cancel();
+    cancelled[i] = true;
+    ASSERT_FALSE(timers[i].pending()) << i;
+    if (j % 5 == 0) timers[i].Cancel();  // a second cancel changes nothing
+    if (j % 97 == 0) {
+      // Re-armed after the cancel: it fires after all, at its new time.
+      deadline_ms[i] = kCount + 10 + j;
+      timers[i].Reschedule(absl::Milliseconds(deadline_ms[i]));
+      cancelled[i] = false;
+      ASSERT_TRUE(timers[i].pending()) << i;
+    }
+  }
+  std::vector<int> expected;
+  for (int i = 0; i < kCount; ++i) {
+    if (!cancelled[i]) expected.push_back(i);
+    ASSERT_EQ(timers[i].pending(), !cancelled[i]) << i;
+  }
+  std::sort(expected.begin(), expected.end(),
+            [&](int a, int b) { return deadline_ms[a] < deadline_ms[b]; });
+  clock.Advance(absl::Milliseconds(3 * kCount));
+  RunUntilIdleBounded(*loop);
+  for (int i = 0; i < kCount; ++i) {
+    ASSERT_EQ(fires[i], cancelled[i] ? 0 : 1) << i;
+  }
+  EXPECT_EQ(fired_order, expected);
 }
 
 TEST_P(LoopTest, PeriodicTimerStaysOnItsGrid) {

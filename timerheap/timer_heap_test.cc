@@ -837,6 +837,61 @@ TEST(TimerHeapLayoutTest, CancelWithRecordTrustsTheHandleNotTheHint) {
   EXPECT_EQ(heap.TopPayload(), 63);
 }
 
+// TryCancelLazily does exactly what Cancel would where Cancel leaves the
+// entry dead with nothing else to do, and nothing at all anywhere else.
+TEST(TimerHeapLayoutTest, TryCancelLazilyTakesOnlyTheSimpleLazyCase) {
+  using Heap = TimerHeap<int64_t, uint32_t>;
+  Heap heap;
+  heap.SetLazyCancelMinSizeForTesting(8);
+  std::vector<Heap::Handle> h;
+  // Keys 100, 99, ..., 81: a sift-up each, so handle i's entry is not at i.
+  for (uint32_t i = 0; i < 20; ++i) h.push_back(heap.Push(100 - i, i));
+  std::string why;
+
+  // Not the simple case: stale or default handle, wrong or out-of-range
+  // hint, the top entry. Nothing changes.
+  EXPECT_FALSE(heap.TryCancelLazily(Heap::Handle(), 0));
+  EXPECT_FALSE(heap.TryCancelLazily(h[3], h[4].record_index()));
+  EXPECT_FALSE(heap.TryCancelLazily(h[3], 1u << 30));
+  EXPECT_FALSE(
+      heap.TryCancelLazily(heap.TopHandle(), heap.TopHandle().record_index()));
+  EXPECT_EQ(heap.size(), 20u);
+  EXPECT_TRUE(heap.Contains(h[3]));
+
+  // The simple case: gone at once, the handle stale, the entry never seen.
+  ASSERT_TRUE(heap.TryCancelLazily(h[3], h[3].record_index()));
+  EXPECT_FALSE(heap.Contains(h[3]));
+  EXPECT_EQ(heap.size(), 19u);
+  EXPECT_FALSE(heap.TryCancelLazily(h[3], h[3].record_index()));
+  EXPECT_FALSE(heap.Cancel(h[3]));
+  EXPECT_TRUE(heap.VerifyInvariants(&why)) << why;
+
+  // Dead entries may not pass half the array: TryCancelLazily refuses the
+  // cancel that would need the pass, and Cancel then does it all.
+  int lazily = 1;
+  for (uint32_t i = 0; i < 19; ++i) {
+    if (i == 3 || !heap.Contains(h[i])) continue;
+    if (heap.TryCancelLazily(h[i], h[i].record_index())) {
+      ++lazily;
+    } else {
+      EXPECT_TRUE(heap.Cancel(h[i])) << i;
+    }
+    ASSERT_TRUE(heap.VerifyInvariants(&why)) << why;
+  }
+  EXPECT_GT(lazily, 2);
+  EXPECT_LT(lazily, 19);
+  // Only the last handle (key 81, the minimum) is left, at the top.
+  EXPECT_EQ(heap.size(), 1u);
+  EXPECT_EQ(heap.TopPayload(), 19u);
+
+  // Below the lazy size nothing is lazy.
+  Heap small;
+  std::vector<Heap::Handle> s;
+  for (uint32_t i = 0; i < 5; ++i) s.push_back(small.Push(i, i));
+  EXPECT_FALSE(small.TryCancelLazily(s[2], s[2].record_index()));
+  EXPECT_TRUE(small.Contains(s[2]));
+}
+
 // Past 2 MB the arrays live on huge pages (huge_pages.h): grown into them,
 // shrunk back out of them, with the heap order and handles intact across
 // every move.
