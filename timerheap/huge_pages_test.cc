@@ -1,5 +1,7 @@
 #include "timerheap/huge_pages.h"
 
+#include <sys/prctl.h>
+
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -39,8 +41,10 @@ int ThpEligible(const void* p) {
   return -1;
 }
 
-// "[madvise]" or "[always]" in the system's THP setting: advice is heeded.
+// "[madvise]" or "[always]" in the system's THP setting, and THP not
+// turned off for this process: advice is heeded.
 bool ThpHonoursAdvice() {
+  if (prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0) > 0) return false;
   std::ifstream f("/sys/kernel/mm/transparent_hugepage/enabled");
   std::stringstream text;
   text << f.rdbuf();
