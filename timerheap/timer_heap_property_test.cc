@@ -215,7 +215,17 @@ class ModelChecker {
   void DoCancel() {
     const size_t index = rng_() % live_.size();
     const Live victim = live_[index];
-    ASSERT_TRUE(heap_.Cancel(victim.handle)) << Where();
+    if (rng_() % 2 == 0) {
+      ASSERT_TRUE(heap_.Cancel(victim.handle)) << Where();
+    } else {
+      // The event loop's way: the fast path, and the full one where it
+      // refuses (having changed nothing).
+      const uint32_t record = victim.handle.record_index();
+      if (!heap_.TryCancelLazily(victim.handle, record)) {
+        ASSERT_TRUE(heap_.Contains(victim.handle)) << Where();
+        ASSERT_TRUE(heap_.CancelWithRecord(victim.handle, record)) << Where();
+      }
+    }
     model_.erase(std::make_pair(victim.key, victim.order));
     Kill(index);
     ExpectDead(victim.handle);
@@ -252,6 +262,7 @@ class ModelChecker {
     switch (rng_() % 3) {
       case 0:
         ASSERT_FALSE(heap_.Cancel(h)) << Where();
+        ASSERT_FALSE(heap_.TryCancelLazily(h, h.record_index())) << Where();
         break;
       case 1:
         ASSERT_FALSE(heap_.Reschedule(h, RandomKey())) << Where();

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "timerheap/huge_pages.h"
 
 namespace eventide {
 namespace {
@@ -879,10 +880,21 @@ TEST(TimerHeapLayoutTest, TryCancelLazilyTakesOnlyTheSimpleLazyCase) {
     ASSERT_TRUE(heap.VerifyInvariants(&why)) << why;
   }
   EXPECT_GT(lazily, 2);
-  EXPECT_LT(lazily, 19);
   // Only the last handle (key 81, the minimum) is left, at the top.
   EXPECT_EQ(heap.size(), 1u);
   EXPECT_EQ(heap.TopPayload(), 19u);
+
+  // Ascending keys never sift: handle i's entry is at position i, so the
+  // last entry is known. It is removed at once, not lazily.
+  Heap ordered;
+  ordered.SetLazyCancelMinSizeForTesting(8);
+  std::vector<Heap::Handle> o;
+  for (uint32_t i = 0; i < 20; ++i) o.push_back(ordered.Push(i, i));
+  EXPECT_FALSE(ordered.TryCancelLazily(o[19], o[19].record_index()));
+  EXPECT_FALSE(ordered.TryCancelLazily(o[0], o[0].record_index()));
+  EXPECT_TRUE(ordered.Contains(o[19]));
+  EXPECT_TRUE(ordered.TryCancelLazily(o[18], o[18].record_index()));
+  EXPECT_EQ(ordered.size(), 19u);
 
   // Below the lazy size nothing is lazy.
   Heap small;
@@ -890,6 +902,14 @@ TEST(TimerHeapLayoutTest, TryCancelLazilyTakesOnlyTheSimpleLazyCase) {
   for (uint32_t i = 0; i < 5; ++i) s.push_back(small.Push(i, i));
   EXPECT_FALSE(small.TryCancelLazily(s[2], s[2].record_index()));
   EXPECT_TRUE(small.Contains(s[2]));
+
+  // A payload with a destructor to run is left to Cancel.
+  TimerHeap<int64_t, std::string> named;
+  named.SetLazyCancelMinSizeForTesting(8);
+  std::vector<TimerHeap<int64_t, std::string>::Handle> n;
+  for (int i = 0; i < 20; ++i) n.push_back(named.Push(i, std::to_string(i)));
+  EXPECT_FALSE(named.TryCancelLazily(n[5], n[5].record_index()));
+  EXPECT_EQ(named.size(), 20u);
 }
 
 // Past 2 MB the arrays live on huge pages (huge_pages.h): grown into them,
@@ -916,6 +936,18 @@ TEST(TimerHeapLayoutTest, ArraysMoveIntoAndOutOfHugePages) {
   }
   std::string why;
   ASSERT_TRUE(heap.VerifyInvariants(&why)) << why;
+  // Past 2 MB of 16-byte entries, so the entry array is on the huge path.
+  ASSERT_GE(heap.heap_capacity() * 16, huge_pages::kPageSize);
+  // Every handle still names its own element after the growth.
+  for (uint32_t i = 0; i < kCount; ++i) {
+    if (i % 3 == 0) {
+      ASSERT_FALSE(heap.Contains(handles[i])) << i;
+    } else {
+      ASSERT_TRUE(heap.Contains(handles[i])) << i;
+      ASSERT_EQ(*heap.Get(handles[i]), i);
+      ASSERT_EQ(*heap.KeyOf(handles[i]), keys[i]);
+    }
+  }
   std::sort(kept.begin(), kept.end());
   for (size_t i = 0; i < kept.size(); ++i) {
     ASSERT_EQ(heap.TopKey(), kept[i]) << i;
