@@ -9,7 +9,10 @@
 // a 4-ary (the default) and a 3-ary heap: an odd arity catches index
 // arithmetic that only happens to work for powers of two. The 3-ary heap
 // also cancels lazily (dead entries left in the array), the 4-ary one at
-// once.
+// once. A third heap, 4-ary and lazy, holds plain ids (a trivially
+// destructible payload, as the event loop's) and cancels the way the loop
+// does: TryCancelLazily first (with the right record hint or another
+// handle's), CancelWithRecord where that refuses.
 //
 // Keys are a saturating integer in [-kKeyLimit, kKeyLimit]: small, so equal
 // keys are common, and ShiftAll() can clamp several keys to one value, which
@@ -25,6 +28,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -67,22 +71,34 @@ enum Op : uint8_t {
   kNumOps,
 };
 
-template <int Arity>
+template <int Arity, typename P = Payload>
 struct Subject {
-  using Heap = TimerHeap<SatKey, Payload, std::less<SatKey>, Arity>;
+  using Heap = TimerHeap<SatKey, P, std::less<SatKey>, Arity>;
   Heap heap;
   std::vector<typename Heap::Handle> handles;  // parallel to Model::records
 };
 
+// The element's id, from either kind of payload, and a payload for an id.
+uint64_t IdOf(const Payload& p) { return *p; }
+uint64_t IdOf(uint64_t p) { return p; }
+template <typename P>
+P MakePayload(uint64_t id) {
+  if constexpr (std::is_same_v<P, Payload>) {
+    return std::make_unique<uint64_t>(id);
+  } else {
+    return id;
+  }
+}
+
 // Handles stay valid for the moved-to heap; the moved-from one is empty and
 // usable.
-template <int Arity>
-void MoveAndBack(Subject<Arity>& s) {
-  typename Subject<Arity>::Heap taken(std::move(s.heap));
+template <int Arity, typename P>
+void MoveAndBack(Subject<Arity, P>& s) {
+  typename Subject<Arity, P>::Heap taken(std::move(s.heap));
   EVENTIDE_FUZZ_CHECK(s.heap.empty());
   s.heap = std::move(taken);
   EVENTIDE_FUZZ_CHECK(taken.empty());
-  auto unused = taken.Push(SatKey{0}, std::make_unique<uint64_t>(0));
+  auto unused = taken.Push(SatKey{0}, MakePayload<P>(0));
   EVENTIDE_FUZZ_CHECK(taken.Cancel(unused));
 }
 
@@ -105,8 +121,8 @@ class Model {
 
 // Size and top after every operation; the O(n) internal invariants only
 // when `full` (the caller decides how often, to keep executions fast).
-template <int Arity>
-void CheckHeap(const Subject<Arity>& s, const Model& m, bool full) {
+template <int Arity, typename P>
+void CheckHeap(const Subject<Arity, P>& s, const Model& m, bool full) {
   std::string why;
   if (full && !s.heap.VerifyInvariants(&why)) {
     eventide::fuzz::Fail(__FILE__, __LINE__, "VerifyInvariants", why);
@@ -116,7 +132,7 @@ void CheckHeap(const Subject<Arity>& s, const Model& m, bool full) {
   if (!m.order.empty()) {
     const Record& r = m.records[m.order.begin()->second];
     EVENTIDE_FUZZ_CHECK_EQ(s.heap.TopKey().v, r.key);
-    EVENTIDE_FUZZ_CHECK_EQ(*s.heap.TopPayload(), r.id);
+    EVENTIDE_FUZZ_CHECK_EQ(IdOf(s.heap.TopPayload()), r.id);
     EVENTIDE_FUZZ_CHECK(s.heap.TopHandle() ==
                         s.handles[m.order.begin()->second]);
   }
@@ -124,8 +140,8 @@ void CheckHeap(const Subject<Arity>& s, const Model& m, bool full) {
 
 // The documented memory bound: a heap drained by a removal is back to its
 // floor (64 entries, or what Reserve() asked for).
-template <int Arity>
-void CheckDrained(const Subject<Arity>& s, const Model& m) {
+template <int Arity, typename P>
+void CheckDrained(const Subject<Arity, P>& s, const Model& m) {
   if (!s.heap.empty()) return;
   const size_t floor = m.reserved > 64 ? m.reserved : 64;
   EVENTIDE_FUZZ_CHECK_EQ(s.heap.slot_count(), size_t{0});
@@ -133,10 +149,10 @@ void CheckDrained(const Subject<Arity>& s, const Model& m) {
   EVENTIDE_FUZZ_CHECK(s.heap.slot_capacity() <= floor);
 }
 
-template <int Arity>
-void CheckHandle(const Subject<Arity>& s, const Model& m, size_t i) {
+template <int Arity, typename P>
+void CheckHandle(const Subject<Arity, P>& s, const Model& m, size_t i) {
   if (i == m.records.size()) {  // the default handle
-    const typename Subject<Arity>::Heap::Handle none;
+    const typename Subject<Arity, P>::Heap::Handle none;
     EVENTIDE_FUZZ_CHECK(!s.heap.Contains(none));
     EVENTIDE_FUZZ_CHECK(s.heap.KeyOf(none) == nullptr);
     EVENTIDE_FUZZ_CHECK(s.heap.Get(none) == nullptr);
@@ -146,28 +162,49 @@ void CheckHandle(const Subject<Arity>& s, const Model& m, size_t i) {
   const auto h = s.handles[i];
   EVENTIDE_FUZZ_CHECK_EQ(s.heap.Contains(h), r.live);
   const SatKey* key = s.heap.KeyOf(h);
-  const Payload* payload = s.heap.Get(h);
+  const P* payload = s.heap.Get(h);
   if (r.live) {
     EVENTIDE_FUZZ_CHECK(key != nullptr && payload != nullptr);
     EVENTIDE_FUZZ_CHECK_EQ(key->v, r.key);
-    EVENTIDE_FUZZ_CHECK_EQ(**payload, r.id);
+    EVENTIDE_FUZZ_CHECK_EQ(IdOf(*payload), r.id);
   } else {
     EVENTIDE_FUZZ_CHECK(key == nullptr && payload == nullptr);
   }
 }
 
-template <int Arity>
-typename Subject<Arity>::Heap::Handle HandleAt(const Subject<Arity>& s,
-                                               size_t i) {
+template <int Arity, typename P>
+typename Subject<Arity, P>::Heap::Handle HandleAt(const Subject<Arity, P>& s,
+                                                  size_t i) {
   return i < s.handles.size() ? s.handles[i]
-                              : typename Subject<Arity>::Heap::Handle();
+                              : typename Subject<Arity, P>::Heap::Handle();
+}
+
+// Cancel as the event loop does: the call-free fast path, then the full one
+// where it refuses. `hint` is the record the caller believes is h's; any
+// value is allowed.
+template <int Arity>
+bool CancelLikeTheLoop(Subject<Arity, uint64_t>& s,
+                       typename Subject<Arity, uint64_t>::Heap::Handle h,
+                       uint32_t hint) {
+  const size_t size = s.heap.size();
+  const bool was_live = s.heap.Contains(h);
+  if (s.heap.TryCancelLazily(h, hint)) {
+    // Only what Cancel would have done: h was live and its hint right.
+    EVENTIDE_FUZZ_CHECK(was_live);
+    EVENTIDE_FUZZ_CHECK_EQ(hint, h.record_index());
+    return true;
+  }
+  // Refused: nothing changed.
+  EVENTIDE_FUZZ_CHECK_EQ(s.heap.size(), size);
+  EVENTIDE_FUZZ_CHECK_EQ(s.heap.Contains(h), was_live);
+  return s.heap.CancelWithRecord(h, hint);
 }
 
 // Runs one operation on both heaps and the model; false when the input is
 // exhausted.
-template <int A, int B>
-void Step(fuzz::FuzzInput& in, Subject<A>& a, Subject<B>& b, Model& m,
-          bool* wrapped, uint64_t step) {
+template <int A, int B, int C>
+void Step(fuzz::FuzzInput& in, Subject<A>& a, Subject<B>& b,
+          Subject<C, uint64_t>& c, Model& m, bool* wrapped, uint64_t step) {
   const uint8_t op = in.Byte() % kNumOps;
   switch (op) {
     case kPush: {
@@ -179,6 +216,7 @@ void Step(fuzz::FuzzInput& in, Subject<A>& a, Subject<B>& b, Model& m,
           a.heap.Push(SatKey{key}, std::make_unique<uint64_t>(id)));
       b.handles.push_back(
           b.heap.Push(SatKey{key}, std::make_unique<uint64_t>(id)));
+      c.handles.push_back(c.heap.Push(SatKey{key}, id));
       const uint64_t seq = m.next_seq++;
       m.order.emplace(std::make_pair(key, seq), m.records.size());
       m.records.push_back(Record{id, true, key, seq});
@@ -190,31 +228,43 @@ void Step(fuzz::FuzzInput& in, Subject<A>& a, Subject<B>& b, Model& m,
       Record& r = m.records[first->second];
       auto pa = a.heap.Pop();
       auto pb = b.heap.Pop();
+      auto pc = c.heap.Pop();
       EVENTIDE_FUZZ_CHECK_EQ(pa.first.v, r.key);
       EVENTIDE_FUZZ_CHECK_EQ(pb.first.v, r.key);
+      EVENTIDE_FUZZ_CHECK_EQ(pc.first.v, r.key);
       EVENTIDE_FUZZ_CHECK(pa.second != nullptr && pb.second != nullptr);
       EVENTIDE_FUZZ_CHECK_EQ(*pa.second, r.id);
       EVENTIDE_FUZZ_CHECK_EQ(*pb.second, r.id);
+      EVENTIDE_FUZZ_CHECK_EQ(pc.second, r.id);
       r.live = false;
       m.order.erase(first);
       CheckDrained(a, m);
       CheckDrained(b, m);
+      CheckDrained(c, m);
       break;
     }
     case kCancel: {
       const size_t i = in.Range(0, m.records.size());
+      // c's record hint: usually the handle's own, else another handle's.
+      const size_t j = in.Range(0, m.records.size());
       const bool live = i < m.records.size() && m.records[i].live;
       EVENTIDE_FUZZ_CHECK_EQ(a.heap.Cancel(HandleAt(a, i)), live);
       EVENTIDE_FUZZ_CHECK_EQ(b.heap.Cancel(HandleAt(b, i)), live);
+      const auto hc = HandleAt(c, i);
+      const uint32_t hint =
+          j % 4 != 0 ? hc.record_index() : HandleAt(c, j).record_index();
+      EVENTIDE_FUZZ_CHECK_EQ(CancelLikeTheLoop(c, hc, hint), live);
       if (live) {
         Record& r = m.records[i];
         m.order.erase(std::make_pair(r.key, r.seq));
         r.live = false;
         CheckDrained(a, m);
         CheckDrained(b, m);
+        CheckDrained(c, m);
       }
       CheckHandle(a, m, i);
       CheckHandle(b, m, i);
+      CheckHandle(c, m, i);
       break;
     }
     case kReschedule: {
@@ -226,6 +276,8 @@ void Step(fuzz::FuzzInput& in, Subject<A>& a, Subject<B>& b, Model& m,
                              live);
       EVENTIDE_FUZZ_CHECK_EQ(b.heap.Reschedule(HandleAt(b, i), SatKey{key}),
                              live);
+      EVENTIDE_FUZZ_CHECK_EQ(c.heap.Reschedule(HandleAt(c, i), SatKey{key}),
+                             live);
       if (live) {
         Record& r = m.records[i];
         m.order.erase(std::make_pair(r.key, r.seq));
@@ -235,6 +287,7 @@ void Step(fuzz::FuzzInput& in, Subject<A>& a, Subject<B>& b, Model& m,
       }
       CheckHandle(a, m, i);
       CheckHandle(b, m, i);
+      CheckHandle(c, m, i);
       break;
     }
     case kShiftAll: {
@@ -243,6 +296,7 @@ void Step(fuzz::FuzzInput& in, Subject<A>& a, Subject<B>& b, Model& m,
           static_cast<int32_t>(in.Range(0, 8 * kKeyLimit)) - 4 * kKeyLimit;
       a.heap.ShiftAll(offset);
       b.heap.ShiftAll(offset);
+      c.heap.ShiftAll(offset);
       std::map<std::pair<int32_t, uint64_t>, size_t> shifted;
       for (const auto& [key_seq, i] : m.order) {
         Record& r = m.records[i];
@@ -258,24 +312,29 @@ void Step(fuzz::FuzzInput& in, Subject<A>& a, Subject<B>& b, Model& m,
       const size_t i = in.Range(0, m.records.size());
       CheckHandle(a, m, i);
       CheckHandle(b, m, i);
+      CheckHandle(c, m, i);
       break;
     }
     case kClear:
       a.heap.Clear();
       b.heap.Clear();
+      c.heap.Clear();
       for (const auto& entry : m.order) m.records[entry.second].live = false;
       m.order.clear();
       CheckDrained(a, m);
       CheckDrained(b, m);
+      CheckDrained(c, m);
       break;
     case kReserve:
       m.reserved = in.Range(0, 300);
       a.heap.Reserve(m.reserved);
       b.heap.Reserve(m.reserved);
+      c.heap.Reserve(m.reserved);
       break;
     case kMove:
       MoveAndBack(a);
-      MoveAndBack(b);  // b's dead entries (see Subject) move with it
+      MoveAndBack(b);  // b's and c's dead entries move with them
+      MoveAndBack(c);
       break;
     case kSequenceNearWrap: {
       // The heap's 32-bit insertion counter only moves forward, and it is
@@ -287,6 +346,7 @@ void Step(fuzz::FuzzInput& in, Subject<A>& a, Subject<B>& b, Model& m,
       const uint32_t next = UINT32_MAX - static_cast<uint32_t>(in.Range(0, 15));
       a.heap.SetNextSequenceForTesting(next);
       b.heap.SetNextSequenceForTesting(next);
+      c.heap.SetNextSequenceForTesting(next);
       break;
     }
   }
@@ -295,6 +355,7 @@ void Step(fuzz::FuzzInput& in, Subject<A>& a, Subject<B>& b, Model& m,
   const bool full = m.order.size() <= 32 || step % 16 == 0 || op == kShiftAll;
   CheckHeap(a, m, full);
   CheckHeap(b, m, full);
+  CheckHeap(c, m, full);
 }
 
 }  // namespace
@@ -304,21 +365,25 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   eventide::fuzz::FuzzInput in(data, size);
   eventide::Subject<4> a;
   eventide::Subject<3> b;
+  eventide::Subject<4, uint64_t> c;
   // Inputs stay far below the heap's default lazy-cancel size (16384): b
-  // cancels lazily from 2 entries on, a at once, and both must agree with
-  // the model through every operation, ShiftAll's repair and moves too.
+  // and c cancel lazily from 2 entries on, a at once, and all must agree
+  // with the model through every operation, ShiftAll's repair and moves too.
   b.heap.SetLazyCancelMinSizeForTesting(2);
+  c.heap.SetLazyCancelMinSizeForTesting(2);
   eventide::Model m;
   bool wrapped = false;
   for (uint64_t step = 0; !in.empty(); ++step) {
-    eventide::Step(in, a, b, m, &wrapped, step);
+    eventide::Step(in, a, b, c, m, &wrapped, step);
   }
   eventide::CheckHeap(a, m, /*full=*/true);
   eventide::CheckHeap(b, m, /*full=*/true);
+  eventide::CheckHeap(c, m, /*full=*/true);
   // Every handle, live or stale, answers as the model says.
   for (size_t i = 0; i <= m.records.size(); ++i) {
     eventide::CheckHandle(a, m, i);
     eventide::CheckHandle(b, m, i);
+    eventide::CheckHandle(c, m, i);
   }
   return 0;
 }
