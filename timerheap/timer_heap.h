@@ -311,19 +311,9 @@ class TimerHeap {
   // for any `record_index`: a stale one only takes the plain path.
   bool CancelWithRecord(Handle h, uint32_t record_index) {
     if (record_index >= meta_.size()) return Cancel(h);
-    const SlotMeta record = meta_[record_index];
-#if defined(__GNUC__)
-    // Loaded on every path, before anything of h is compared: once the
-    // check below has found record_index equal to h.slot_, the compiler
-    // could otherwise address the record through whichever register holds
-    // h, and the load would wait for h after all. (An empty asm on
-    // record_index was not enough: its input may be h's register.)
-    asm volatile("" : : "r"(record.pos), "r"(record.generation));
-#endif
+    const SlotMeta record = LoadRecordAhead(record_index);
     if (record_index != h.slot_) return Cancel(h);
-    if (record.generation != h.generation_ || (record.generation & 1) == 0) {
-      return false;
-    }
+    if (!NamesLive(record, h)) return false;
     CancelLive(record_index, record.pos);
     return true;
   }
@@ -338,23 +328,15 @@ class TimerHeap {
   // Calls nothing, so a caller can keep its own fast path free of the
   // register saves that any call on it would cost.
   [[gnu::always_inline]] bool TryCancelLazily(Handle h, uint32_t record_index) {
+    // A payload with a destructor would be a call.
     if constexpr (!kKeepDeadPayloads) return false;
     if (record_index >= meta_.size()) return false;
-    SlotMeta& record = meta_[record_index];
-    const SlotMeta loaded = record;
-#if defined(__GNUC__)
-    // As in CancelWithRecord: the record's load must not wait for h.
-    asm volatile("" : : "r"(loaded.pos), "r"(loaded.generation));
-#endif
-    const size_t size = heap_.size();
-    if (record_index != h.slot_ || loaded.generation != h.generation_ ||
-        (loaded.generation & 1) == 0 || size < lazy_cancel_min_size_ ||
-        loaded.pos == 0 || size_t{loaded.pos} + 1 >= size ||
-        2 * (dead_ + 1) > size) {
+    const SlotMeta record = LoadRecordAhead(record_index);
+    if (record_index != h.slot_ || !NamesLive(record, h) ||
+        !CancelsLazily(record.pos) || 2 * (dead_ + 1) > heap_.size()) {
       return false;
     }
-    ++record.generation;  // odd -> even: stale handles now fail
-    ++dead_;
+    MarkDead(record_index);
     return true;
   }
 
@@ -687,17 +669,47 @@ class TimerHeap {
     }
   }
 
+  // meta_[record_index], loaded on every path before anything of a handle
+  // is compared with it: once a caller has found record_index equal to
+  // h.slot_, the compiler could otherwise address the record through
+  // whichever register holds h, and the load would wait for h after all.
+  // (An empty asm on record_index was not enough: its input may be h's
+  // register.)
+  [[gnu::always_inline]] SlotMeta LoadRecordAhead(uint32_t record_index) {
+    const SlotMeta record = meta_[record_index];
+#if defined(__GNUC__)
+    asm volatile("" : : "r"(record.pos), "r"(record.generation));
+#endif
+    return record;
+  }
+
+  // Whether `record` (h's own) says h is live.
+  static bool NamesLive(SlotMeta record, Handle h) {
+    return record.generation == h.generation_ && (record.generation & 1) != 0;
+  }
+
+  // Whether Cancel leaves the entry at `pos` dead in the array. At once
+  // instead: a heap small enough to live in the cache, the top (its
+  // successor must be live), or the last entry (nothing moves).
+  bool CancelsLazily(size_t pos) const {
+    return heap_.size() >= lazy_cancel_min_size_ && pos != 0 &&
+           pos + 1 < heap_.size();
+  }
+
+  // The lazy cancel of the live element in `slot`: its entry stays, dead.
+  void MarkDead(uint32_t slot) {
+    DropPayload(slot);
+    ++meta_[slot].generation;  // odd -> even: stale handles now fail
+    ++dead_;
+  }
+
   // Cancel of the live element in `slot`, whose entry is at `pos`.
   [[gnu::always_inline]] void CancelLive(uint32_t slot, size_t pos) {
-    if (heap_.size() >= lazy_cancel_min_size_ && pos != 0 &&
-        pos + 1 < heap_.size()) {
-      DropPayload(slot);
-      ++meta_[slot].generation;  // odd -> even: stale handles now fail
-      if (2 * ++dead_ > heap_.size()) DropAllDead();
+    if (CancelsLazily(pos)) {
+      MarkDead(slot);
+      if (2 * dead_ > heap_.size()) DropAllDead();
       return;
     }
-    // At once: a heap small enough to live in the cache, the top (its
-    // successor must be live), or the last entry (nothing moves).
     RemoveAt(pos);
     FreeSlot(slot);
     if (dead_ != 0) AfterRemovalAmongDead();
@@ -987,8 +999,8 @@ class TimerHeap {
   }
 
   // Keeps the table ending at its highest slot in use (live or dead):
-  // O(number trimmed),
-  // each slot trimmed at most once per time it was freed.
+  // O(number trimmed), each slot trimmed at most once per time it was
+  // freed.
   //
   // Finds the new end first, then cuts both arrays once. A pop_back of each
   // per trimmed slot, with the member stores between them, cost ~17
