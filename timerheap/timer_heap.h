@@ -767,14 +767,19 @@ class TimerHeap {
   // pass runs once they are half the array, or once the array has fallen
   // below half the smallest size at which one can be made.
   [[gnu::noinline]] void DropAllDead() {
-    size_t kept = 0;
-    const size_t n = heap_.size();
-    for (size_t i = 0; i < n; ++i) {
-      if (!IsLive(heap_[i].slot)) {
-        ReleaseDeadInBulk(heap_[i].slot);
-      } else {
-        if (kept != i) heap_[kept] = std::move(heap_[i]);
-        ++kept;
+    size_t kept;
+    if constexpr (std::is_trivially_copyable<Entry>::value) {
+      kept = KeepLiveWithoutBranches();
+    } else {
+      kept = 0;
+      const size_t n = heap_.size();
+      for (size_t i = 0; i < n; ++i) {
+        if (!IsLive(heap_[i].slot)) {
+          ReleaseDeadInBulk(heap_[i].slot);
+        } else {
+          if (kept != i) heap_[kept] = std::move(heap_[i]);
+          ++kept;
+        }
       }
     }
     heap_.erase(heap_.begin() + static_cast<std::ptrdiff_t>(kept), heap_.end());
@@ -783,6 +788,46 @@ class TimerHeap {
     TrimFreeTail();
     AfterTrim();
     MaybeShrink();
+  }
+
+  // DropAllDead's first step for trivially copyable entries: moves the live
+  // entries to the front in their order, releases the slots of the dead
+  // ones (as ReleaseDeadInBulk), and returns how many entries it kept.
+  //
+  // Without a branch on liveness. The array is in deadline order, so live
+  // and dead entries come in no pattern and about every other test would
+  // be mispredicted; each misprediction also discards the record loads
+  // already started for the entries after it, and in a heap large enough
+  // to make dead entries those are cache misses. At a million timers
+  // (timerbench's cancel) the branchy loop took ~7 ns per entry, this one
+  // ~4.5. So every entry is copied, counted as live or freed, and has its
+  // record's pos set to kNoSlot: Heapify, which always follows, sets the
+  // pos of every entry kept.
+  size_t KeepLiveWithoutBranches() {
+    const size_t n = heap_.size();
+    const bool list_free = !free_list_pending_;
+    const size_t listed = free_.size();
+    // Room to write every entry's slot; only the dead ones are kept.
+    if (list_free) free_.resize(listed + n);
+    uint32_t* const free_out = free_.data() + listed;
+    Entry* const entries = heap_.data();
+    SlotMeta* const meta = meta_.data();
+    size_t kept = 0;
+    size_t freed = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const Entry e = entries[i];
+      const size_t live = meta[e.slot].generation & 1;
+      meta[e.slot].pos = kNoSlot;
+      entries[kept] = e;
+      kept += live;
+      if (list_free) {
+        free_out[freed] = e.slot;
+        freed += live ^ 1;
+      }
+    }
+    frees_since_rebuild_ += n - kept;
+    if (list_free) free_.resize(listed + freed);
+    return kept;
   }
 
   // Removes heap_[0]. Bottom-up (Floyd): the hole left by the root goes all

@@ -838,6 +838,69 @@ TEST(TimerHeapLayoutTest, CancelWithRecordTrustsTheHandleNotTheHint) {
   EXPECT_EQ(heap.TopPayload(), 63);
 }
 
+// The pass that drops every dead entry has two forms: branch-free for
+// entries that copy as bytes (an integer key), a plain loop for the rest (a
+// string key). Both must keep exactly the live elements, free exactly the
+// dead slots for reuse, and leave a valid heap.
+template <typename Key, typename MakeKey>
+void CheckSweepKeepsTheLiveOnes(MakeKey make_key) {
+  using Heap = TimerHeap<Key, int>;
+  Heap heap;
+  heap.SetLazyCancelMinSizeForTesting(8);
+  std::mt19937 rng(5);
+  std::vector<typename Heap::Handle> handles;
+  std::vector<int> values(200);
+  for (int i = 0; i < 200; ++i) {
+    values[i] = static_cast<int>(rng() % 1000);
+    handles.push_back(heap.Push(make_key(values[i]), i));
+  }
+  const size_t slots_for_200 = heap.slot_capacity();
+  std::vector<int> order(200);
+  for (int i = 0; i < 200; ++i) order[i] = i;
+  std::shuffle(order.begin(), order.end(), rng);
+  // 150 cancels: past half the array several times, so the pass runs.
+  std::vector<bool> cancelled(200, false);
+  std::string why;
+  for (int k = 0; k < 150; ++k) {
+    ASSERT_TRUE(heap.Cancel(handles[order[k]]));
+    cancelled[order[k]] = true;
+    ASSERT_TRUE(heap.VerifyInvariants(&why)) << why;
+  }
+  ASSERT_EQ(heap.size(), 50u);
+  for (int i = 0; i < 200; ++i) {
+    EXPECT_EQ(heap.Contains(handles[i]), !cancelled[i]) << i;
+  }
+  // Freed slots are reused: 150 new elements fit without the slot table
+  // growing past what the first 200 needed.
+  for (int i = 0; i < 150; ++i) heap.Push(make_key(5000 + i), 1000 + i);
+  EXPECT_LE(heap.slot_capacity(), slots_for_200);
+  ASSERT_TRUE(heap.VerifyInvariants(&why)) << why;
+  // Everything comes out in key order, the 50 survivors first.
+  std::vector<std::pair<int, int>> survivors;  // (value, payload)
+  for (int i = 0; i < 200; ++i) {
+    if (!cancelled[i]) survivors.push_back({values[i], i});
+  }
+  std::stable_sort(
+      survivors.begin(), survivors.end(),
+      [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (const auto& [value, payload] : survivors) {
+    ASSERT_FALSE(heap.empty());
+    EXPECT_EQ(heap.TopKey(), make_key(value));
+    EXPECT_EQ(heap.Pop().second, payload);
+  }
+  for (int i = 0; i < 150; ++i) EXPECT_EQ(heap.Pop().second, 1000 + i);
+  EXPECT_TRUE(heap.empty());
+}
+
+TEST(TimerHeapLayoutTest, SweepOfDeadEntriesKeepsTheLiveOnes) {
+  CheckSweepKeepsTheLiveOnes<int64_t>([](int v) { return int64_t{v}; });
+  // Zero-padded, so string order is number order.
+  CheckSweepKeepsTheLiveOnes<std::string>([](int v) {
+    std::string s = std::to_string(v);
+    return std::string(6 - s.size(), '0') + s;
+  });
+}
+
 // TryCancelLazily does exactly what Cancel would where Cancel leaves the
 // entry dead with nothing else to do, and nothing at all anywhere else.
 TEST(TimerHeapLayoutTest, TryCancelLazilyTakesOnlyTheSimpleLazyCase) {
