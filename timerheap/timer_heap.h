@@ -794,13 +794,13 @@ class TimerHeap {
   // entries to the front in their order, releases the slots of the dead
   // ones (as ReleaseDeadInBulk), and returns how many entries it kept.
   //
-  // Without a branch on liveness. The array is in deadline order, so live
-  // and dead entries come in no pattern and about every other test would
-  // be mispredicted; each misprediction also discards the record loads
-  // already started for the entries after it, and in a heap large enough
-  // to make dead entries those are cache misses. At a million timers
-  // (timerbench's cancel) the branchy loop took ~7 ns per entry, this one
-  // ~5, and ~3 with the records prefetched 64 entries ahead (32: ~3.7,
+  // Without a branch on liveness. The array is in heap order and cancels
+  // come in any order, so live and dead entries follow no pattern and
+  // about every other test would be mispredicted; each misprediction also
+  // discards the record loads already started for the entries after it, and in
+  // a heap large enough to make dead entries those are cache misses. At a
+  // million timers (timerbench's cancel) the branchy loop took ~7 ns per entry,
+  // this one ~5, and ~3 with the records prefetched 64 entries ahead (32: ~3.7,
   // 128 and 256: no better). So every entry is copied, counted as live or
   // freed, and has its record's pos set to kNoSlot: Heapify, which always
   // follows, sets the pos of every entry kept.
@@ -808,14 +808,17 @@ class TimerHeap {
   size_t KeepLiveWithoutBranches() {
     const size_t n = heap_.size();
     const bool list_free = !free_list_pending_;
-    const size_t listed = free_.size();
-    // Room to write every entry's slot; only the dead ones are kept.
-    if (list_free) free_.resize(listed + n);
-    uint32_t* const free_out = free_.data() + listed;
+    // The dead entries' slots go onto free_ through a small batch on the
+    // stack: every entry's slot is written at the batch's end and only a
+    // dead one's is counted. (A fresh array for all of them faulted in
+    // megabytes per pass, and writing into free_ past what the plain loop
+    // would have pushed changes its capacity.)
+    constexpr size_t kBatch = 1024;
+    uint32_t batch[kBatch];
+    size_t batched = 0;
     Entry* const entries = heap_.data();
     SlotMeta* const meta = meta_.data();
     size_t kept = 0;
-    size_t freed = 0;
     for (size_t i = 0; i < n; ++i) {
       // The records are read in no order: ask for the one kKeepLiveAhead
       // entries on (into L2) so that many misses overlap, more than the
@@ -830,13 +833,31 @@ class TimerHeap {
       entries[kept] = e;
       kept += live;
       if (list_free) {
-        free_out[freed] = e.slot;
-        freed += live ^ 1;
+        batch[batched] = e.slot;
+        batched += live ^ 1;
+        if (batched == kBatch) {  // once per kBatch dead entries
+          AppendFree(batch, kBatch);
+          batched = 0;
+        }
       }
     }
     frees_since_rebuild_ += n - kept;
-    if (list_free) free_.resize(listed + freed);
+    if (list_free) AppendFree(batch, batched);
     return kept;
+  }
+
+  // Appends `count` slots to free_, its capacity growing exactly as it
+  // would under as many push_backs (doubling): the branch-free pass then
+  // leaves free_ as the plain loop does, and its capacity is part of
+  // MemoryBytes and of when AfterTrim shrinks it.
+  void AppendFree(const uint32_t* slots, size_t count) {
+    const size_t need = free_.size() + count;
+    size_t capacity = free_.capacity();
+    if (need > capacity) {
+      while (capacity < need) capacity = capacity == 0 ? 1 : 2 * capacity;
+      free_.reserve(capacity);
+    }
+    free_.insert(free_.end(), slots, slots + count);
   }
 
   // Removes heap_[0]. Bottom-up (Floyd): the hole left by the root goes all

@@ -7,6 +7,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -858,7 +859,7 @@ void CheckSweepKeepsTheLiveOnes(MakeKey make_key) {
   std::vector<int> order(200);
   for (int i = 0; i < 200; ++i) order[i] = i;
   std::shuffle(order.begin(), order.end(), rng);
-  // 150 cancels: past half the array several times, so the pass runs.
+  // 150 cancels: dead entries pass half the array, so the pass runs.
   std::vector<bool> cancelled(200, false);
   std::string why;
   for (int k = 0; k < 150; ++k) {
@@ -899,6 +900,87 @@ TEST(TimerHeapLayoutTest, SweepOfDeadEntriesKeepsTheLiveOnes) {
     std::string s = std::to_string(v);
     return std::string(6 - s.size(), '0') + s;
   });
+}
+
+// An int64 key that is not trivially copyable: its heap takes the plain
+// loop of the dead-entry pass where an int64_t heap takes the branch-free
+// one.
+struct CopyCountedKey {
+  int64_t value;
+  CopyCountedKey(int64_t v) : value(v) {}  // NOLINT(runtime/explicit)
+  CopyCountedKey(const CopyCountedKey& other) : value(other.value) {}
+  CopyCountedKey& operator=(const CopyCountedKey& other) {
+    value = other.value;
+    return *this;
+  }
+  friend bool operator<(const CopyCountedKey& a, const CopyCountedKey& b) {
+    return a.value < b.value;
+  }
+};
+static_assert(!std::is_trivially_copyable<CopyCountedKey>::value);
+
+// Both forms of the pass run the same random sequence and must leave the
+// heaps alike in everything that shows later: which slot each new element
+// gets (the free list's contents and order), when the arrays shrink (the
+// count of frees behind the free-list rebuild), and the pop order.
+TEST(TimerHeapLayoutTest, BothSweepFormsLeaveTheSameState) {
+  TimerHeap<int64_t, int> fast;
+  TimerHeap<CopyCountedKey, int> plain;
+  fast.SetLazyCancelMinSizeForTesting(8);
+  plain.SetLazyCancelMinSizeForTesting(8);
+  std::mt19937 rng(23);
+  std::vector<TimerHeap<int64_t, int>::Handle> fast_handles;
+  std::vector<TimerHeap<CopyCountedKey, int>::Handle> plain_handles;
+  std::string why;
+  int next_payload = 0;
+  auto check_alike = [&](int round, const char* step) {
+    ASSERT_EQ(fast.size(), plain.size()) << round << step;
+    ASSERT_EQ(fast.slot_count(), plain.slot_count()) << round << step;
+    ASSERT_EQ(fast.slot_capacity(), plain.slot_capacity()) << round << step;
+    ASSERT_EQ(fast.MemoryBytes(), plain.MemoryBytes()) << round << step;
+    ASSERT_TRUE(fast.VerifyInvariants(&why)) << why;
+    ASSERT_TRUE(plain.VerifyInvariants(&why)) << why;
+  };
+  for (int round = 0; round < 12; ++round) {
+    // Grow by a random amount; each new element must get the same slot.
+    const int pushes = 20 + static_cast<int>(rng() % 400);
+    for (int i = 0; i < pushes; ++i) {
+      const int64_t key = static_cast<int64_t>(rng() % 5000);
+      fast_handles.push_back(fast.Push(key, next_payload));
+      plain_handles.push_back(plain.Push(key, next_payload));
+      ++next_payload;
+      ASSERT_EQ(fast_handles.back().record_index(),
+                plain_handles.back().record_index())
+          << round;
+    }
+    check_alike(round, " push");
+    // Cancel most of what is there, in a random order: several passes,
+    // and in the rounds that cancel nearly everything, a table small
+    // enough against its capacity for the free list to be rebuilt.
+    std::vector<size_t> order(fast_handles.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::shuffle(order.begin(), order.end(), rng);
+    const size_t cancels = order.size() * (60 + rng() % 40) / 100;
+    for (size_t k = 0; k < cancels; ++k) {
+      const size_t i = order[k];
+      ASSERT_EQ(fast.Cancel(fast_handles[i]), plain.Cancel(plain_handles[i]));
+    }
+    check_alike(round, " cancel");
+    // Pop a few: dead entries that reach the top are dropped there.
+    const int pops = static_cast<int>(rng() % 20);
+    for (int i = 0; i < pops && !fast.empty(); ++i) {
+      ASSERT_FALSE(plain.empty());
+      ASSERT_EQ(fast.TopKey(), plain.TopKey().value);
+      ASSERT_EQ(fast.Pop().second, plain.Pop().second);
+    }
+    check_alike(round, " pop");
+  }
+  while (!fast.empty()) {
+    ASSERT_FALSE(plain.empty());
+    ASSERT_EQ(fast.Pop().second, plain.Pop().second);
+  }
+  EXPECT_TRUE(plain.empty());
+  check_alike(12, " drained");
 }
 
 // TryCancelLazily does exactly what Cancel would where Cancel leaves the
