@@ -809,10 +809,13 @@ class TimerHeap {
     const size_t n = heap_.size();
     const bool list_free = !free_list_pending_;
     // The dead entries' slots go onto free_ through a small batch on the
-    // stack: every entry's slot is written at the batch's end and only a
-    // dead one's is counted. (A fresh array for all of them faulted in
-    // megabytes per pass, and writing into free_ past what the plain loop
-    // would have pushed changes its capacity.)
+    // stack: every entry's slot is written at the batch's next place and
+    // only a dead one's is kept there. (A fresh array for all of them
+    // faulted in megabytes per pass, and writing into free_ past what the
+    // plain loop would have pushed changes its capacity.) Room first, for
+    // the dead_ slots this pass frees: nothing in it can throw once
+    // entries have started to move.
+    if (list_free) ReserveFreeAsPushBacksWould(free_.size() + dead_);
     constexpr size_t kBatch = 1024;
     uint32_t batch[kBatch];
     size_t batched = 0;
@@ -846,17 +849,18 @@ class TimerHeap {
     return kept;
   }
 
-  // Appends `count` slots to free_, its capacity growing exactly as it
-  // would under as many push_backs (doubling): the branch-free pass then
-  // leaves free_ as the plain loop does, and its capacity is part of
+  // Gives free_ room for `need` slots, its capacity growing exactly as it
+  // would under push_backs up to that size (doubling): the branch-free pass
+  // then leaves free_ as the plain loop does, and its capacity is part of
   // MemoryBytes and of when AfterTrim shrinks it.
-  void AppendFree(const uint32_t* slots, size_t count) {
-    const size_t need = free_.size() + count;
+  void ReserveFreeAsPushBacksWould(size_t need) {
     size_t capacity = free_.capacity();
-    if (need > capacity) {
-      while (capacity < need) capacity = capacity == 0 ? 1 : 2 * capacity;
-      free_.reserve(capacity);
-    }
+    if (need <= capacity) return;
+    while (capacity < need) capacity = capacity == 0 ? 1 : 2 * capacity;
+    free_.reserve(capacity);
+  }
+  void AppendFree(const uint32_t* slots, size_t count) {
+    ReserveFreeAsPushBacksWould(free_.size() + count);
     free_.insert(free_.end(), slots, slots + count);
   }
 
