@@ -905,19 +905,21 @@ TEST(TimerHeapLayoutTest, SweepOfDeadEntriesKeepsTheLiveOnes) {
 // An int64 key that is not trivially copyable: its heap takes the plain
 // loop of the dead-entry pass where an int64_t heap takes the branch-free
 // one.
-struct CopyCountedKey {
+struct NotTriviallyCopyableKey {
   int64_t value;
-  CopyCountedKey(int64_t v) : value(v) {}  // NOLINT(runtime/explicit)
-  CopyCountedKey(const CopyCountedKey& other) : value(other.value) {}
-  CopyCountedKey& operator=(const CopyCountedKey& other) {
+  NotTriviallyCopyableKey(int64_t v) : value(v) {}  // NOLINT(runtime/explicit)
+  NotTriviallyCopyableKey(const NotTriviallyCopyableKey& other)
+      : value(other.value) {}
+  NotTriviallyCopyableKey& operator=(const NotTriviallyCopyableKey& other) {
     value = other.value;
     return *this;
   }
-  friend bool operator<(const CopyCountedKey& a, const CopyCountedKey& b) {
+  friend bool operator<(const NotTriviallyCopyableKey& a,
+                        const NotTriviallyCopyableKey& b) {
     return a.value < b.value;
   }
 };
-static_assert(!std::is_trivially_copyable<CopyCountedKey>::value);
+static_assert(!std::is_trivially_copyable<NotTriviallyCopyableKey>::value);
 
 // Both forms of the pass run the same random sequence and must leave the
 // heaps alike in everything that shows later: which slot each new element
@@ -925,12 +927,12 @@ static_assert(!std::is_trivially_copyable<CopyCountedKey>::value);
 // count of frees behind the free-list rebuild), and the pop order.
 TEST(TimerHeapLayoutTest, BothSweepFormsLeaveTheSameState) {
   TimerHeap<int64_t, int> fast;
-  TimerHeap<CopyCountedKey, int> plain;
+  TimerHeap<NotTriviallyCopyableKey, int> plain;
   fast.SetLazyCancelMinSizeForTesting(8);
   plain.SetLazyCancelMinSizeForTesting(8);
   std::mt19937 rng(23);
   std::vector<TimerHeap<int64_t, int>::Handle> fast_handles;
-  std::vector<TimerHeap<CopyCountedKey, int>::Handle> plain_handles;
+  std::vector<TimerHeap<NotTriviallyCopyableKey, int>::Handle> plain_handles;
   std::string why;
   int next_payload = 0;
   auto check_alike = [&](int round, const char* step) {
@@ -955,8 +957,8 @@ TEST(TimerHeapLayoutTest, BothSweepFormsLeaveTheSameState) {
     }
     check_alike(round, " push");
     // Cancel most of what is there, in a random order: several passes,
-    // and in the rounds that cancel nearly everything, a table small
-    // enough against its capacity for the free list to be rebuilt.
+    // some of them (5 with this seed) while the free list waits to be
+    // rebuilt, where neither form lists the slots it frees.
     std::vector<size_t> order(fast_handles.size());
     for (size_t i = 0; i < order.size(); ++i) order[i] = i;
     std::shuffle(order.begin(), order.end(), rng);
