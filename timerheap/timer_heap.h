@@ -839,13 +839,13 @@ class TimerHeap {
         batch[batched] = e.slot;
         batched += live ^ 1;
         if (batched == kBatch) {  // once per kBatch dead entries
-          AppendFree(batch, kBatch);
+          free_.insert(free_.end(), batch, batch + kBatch);
           batched = 0;
         }
       }
     }
     frees_since_rebuild_ += n - kept;
-    if (list_free) AppendFree(batch, batched);
+    if (list_free) free_.insert(free_.end(), batch, batch + batched);
     return kept;
   }
 
@@ -858,10 +858,6 @@ class TimerHeap {
     if (need <= capacity) return;
     while (capacity < need) capacity = capacity == 0 ? 1 : 2 * capacity;
     free_.reserve(capacity);
-  }
-  void AppendFree(const uint32_t* slots, size_t count) {
-    ReserveFreeAsPushBacksWould(free_.size() + count);
-    free_.insert(free_.end(), slots, slots + count);
   }
 
   // Removes heap_[0]. Bottom-up (Floyd): the hole left by the root goes all
