@@ -92,13 +92,12 @@ void IoWatcher::Stop() {
   if (loop_ != nullptr) loop_->StopIo(slot_);
 }
 
-// A vector of a million timers is 16 MB, not 24: the hint is free.
-static_assert(
-    sizeof(Timer) == sizeof(WatcherHandle),
-    "Timer::heap_record_ should fit in the base class's tail padding");
+// The heap handle and the flag sit in the base's tail padding and four
+// bytes more: a vector of a million timers is 24 MB.
+static_assert(sizeof(Timer) <= 24, "Timer grew past 24 bytes");
 
 bool Timer::pending() const {
-  return loop_ != nullptr && loop_->TimerArmed(loop_->slot(slot_));
+  return loop_ != nullptr && loop_->TimerArmed(slot_, loop_->slot(slot_));
 }
 
 void Timer::Reschedule(absl::Duration delay) {
@@ -108,11 +107,15 @@ void Timer::Reschedule(absl::Duration delay) {
 void Timer::RescheduleAt(MonoTime deadline) {
   if (loop_ == nullptr) return;
   loop_->ArmTimer(slot_, deadline);
-  heap_record_ = loop_->slot(slot_).timer.record_index();
+  heap_ = loop_->slot(slot_).timer;
+}
+
+void Timer::AdoptCurrentArmingForTesting() {
+  if (loop_ != nullptr) heap_ = loop_->slot(slot_).timer;
 }
 
 MonoTime Timer::deadline() const {
-  if (loop_ == nullptr || !loop_->TimerArmed(loop_->slot(slot_))) {
+  if (loop_ == nullptr || !loop_->TimerArmed(slot_, loop_->slot(slot_))) {
     return MonoTime::Max();
   }
   return *loop_->timers_.KeyOf(loop_->slot(slot_).timer);
@@ -277,9 +280,13 @@ void EventLoop::ArmTimer(uint32_t index, MonoTime deadline) {
   s.io_deadline_ns = deadline.nanos();
   Unpark(s);
   if (s.timer_armed) {
-    if (timers_.Reschedule(s.timer, deadline)) return;
-    // Armed but out of the heap: due in this pass's direct timer batch and
-    // not run yet. It runs at its new deadline instead.
+    if (timers_.ContainsOwned(s.timer, index) &&
+        timers_.Reschedule(s.timer, deadline)) {
+      return;
+    }
+    // Armed but out of the heap: cancelled by Timer::Cancel's heap-only
+    // path, or due in this pass's direct timer batch and not run yet (it
+    // runs at its new deadline instead).
     TouchDueTimer(index, s);
   }
   s.timer = timers_.Push(deadline, index);
@@ -304,7 +311,7 @@ void EventLoop::DisarmTimer(uint32_t index, uint32_t record_hint) {
   // The common case of a large heap, with no call on the way: a call would
   // make this function save and restore registers on every path.
   if (!s.timer_parked && s.timer_armed &&
-      timers_.TryCancelLazily(s.timer, record_hint)) {
+      timers_.TryCancelLazilyOwned(s.timer, record_hint, index)) {
     s.timer_armed = false;
     return;
   }
@@ -314,8 +321,11 @@ void EventLoop::DisarmTimer(uint32_t index, uint32_t record_hint) {
 void EventLoop::DisarmTimerSlow(uint32_t index, Slot& s, uint32_t record_hint) {
   Unpark(s);
   if (s.timer_armed) {
-    // Not in the heap: due in this pass's direct timer batch, not run yet.
-    if (!timers_.CancelWithRecord(s.timer, record_hint)) {
+    // Not in the heap: cancelled by Timer::Cancel's heap-only path, or due
+    // in this pass's direct timer batch and not run yet. (A generation
+    // alone could name another slot's element by now: see ContainsOwned.)
+    if (!timers_.ContainsOwned(s.timer, index) ||
+        !timers_.CancelWithRecord(s.timer, record_hint)) {
       TouchDueTimer(index, s);
     }
     s.timer_armed = false;
@@ -335,7 +345,7 @@ Timer EventLoop::ArmNewTimer(uint32_t index, Slot& s, MonoTime deadline,
   // nothing is armed), without its second lookup and tests.
   s.timer = timers_.Push(deadline, index);
   s.timer_armed = true;
-  return Timer(this, index, s.timer.record_index());
+  return Timer(this, index, s.timer, s.persistent);
 }
 
 void EventLoop::RunAfter(absl::Duration delay, Task cb) {

@@ -210,19 +210,31 @@ class Timer : public WatcherHandle {
   void RescheduleAt(MonoTime deadline);
   MonoTime deadline() const;
 
+  // Test hook: the handle names its timer's current heap element, even one
+  // the loop armed without it (a periodic timer's next tick). Only a
+  // generation that came round again (2^31 re-arms) does that otherwise.
+  void AdoptCurrentArmingForTesting();
+
  private:
   friend class EventLoop;
-  Timer(EventLoop* loop, uint32_t slot, uint32_t heap_record)
-      : WatcherHandle(loop, slot), heap_record_(heap_record) {}
+  Timer(EventLoop* loop, uint32_t slot,
+        TimerHeap<MonoTime, uint32_t>::Handle heap, bool periodic)
+      : WatcherHandle(loop, slot), heap_(heap), periodic_(periodic) {}
 
-  // Where the heap keeps this timer's record when it was last armed through
-  // this handle: Cancel() hands it to the heap, which addresses the record
-  // through it while the loop slot (holding the real heap handle) loads, so
-  // the two cache misses overlap instead of following each other. A hint
-  // only: a stale one (the timer was re-armed by the loop since) fails the
-  // heap's check against the handle and takes the plain path. Sits in the
-  // base's tail padding: a Timer stays 16 bytes.
-  uint32_t heap_record_ = 0;
+  // The heap element of this timer when it was last armed through this
+  // handle. Cancel() of a one-shot timer in a large heap goes to the heap
+  // with it and leaves the loop slot alone: the element's record and
+  // payload are read (the payload must name this timer's slot), and the
+  // loop slot, a 96-byte record in a table that does not fit in any cache,
+  // is neither read nor written. Its timer_armed flag stays set, and every
+  // reader of that flag asks the heap whether the element is still there
+  // (EventLoop::TimerArmed). Otherwise (re-armed by the loop since, a
+  // small heap, a periodic timer) the loop's slot path does the cancel,
+  // with heap_.record_index() as a hint for the record.
+  TimerHeap<MonoTime, uint32_t>::Handle heap_;
+  // Periodic: the loop re-arms it when it comes due, while its run may
+  // already be queued, so cancelling it must also reach the slot (epoch).
+  bool periodic_ = false;
 };
 
 class SignalWatcher : public WatcherHandle {
@@ -592,7 +604,7 @@ class EventLoop {
     }
   }
   // `record_hint`: where the caller expects the heap record of the slot's
-  // timer (Timer::heap_record_); any value is safe, see
+  // timer (Timer::heap_); any value is safe, see
   // TimerHeap::CancelWithRecord.
   void DisarmTimer(uint32_t index, uint32_t record_hint);
   // The rest of DisarmTimer, after its epoch bump, when the fast path does
@@ -631,11 +643,12 @@ class EventLoop {
       touched_timer_slots_.push_back(index);
     }
   }
-  // Slot::timer_armed as the API reports it: a timer of a direct timer
-  // batch that has not run yet is out of the heap (its handle is stale)
-  // and reads as disarmed, as it would after CollectTimers' full pass.
-  bool TimerArmed(const Slot& s) const {
-    return s.timer_armed && (!direct_timer_batch_ || timers_.Contains(s.timer));
+  // Slot::timer_armed as the API reports it: set, and the heap still holds
+  // the slot's element. It does not after Timer::Cancel's heap-only path,
+  // nor for a timer of a direct timer batch that has not run yet (out of
+  // the heap, as it would be after CollectTimers' full pass).
+  bool TimerArmed(uint32_t index, const Slot& s) const {
+    return s.timer_armed && timers_.ContainsOwned(s.timer, index);
   }
   // Marks an io slot that changed during a direct batch (Slot::io_touched);
   // a stop outranks a new interest.
@@ -818,7 +831,11 @@ inline void WatcherHandle::Release() {
 
 inline void Timer::Cancel() {
   if (loop_ == nullptr) return;
-  loop_->DisarmTimer(slot_, heap_record_);
+  if (!periodic_ &&
+      loop_->timers_.TryCancelLazilyOwned(heap_, heap_.record_index(), slot_)) {
+    return;
+  }
+  loop_->DisarmTimer(slot_, heap_.record_index());
 }
 
 }  // namespace eventide

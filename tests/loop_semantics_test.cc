@@ -261,10 +261,11 @@ TEST_P(LoopTest, CancelledAndRescheduledTimers) {
   EXPECT_EQ(b, 2);
 }
 
-// Past the heap's lazy-cancel size (16384 entries) Timer::Cancel takes the
-// loop's fast path (TimerHeap::TryCancelLazily), and falls back to the full
-// one when that does not apply: the top entry, the last one, and the cancel
-// that makes the dead entries half the heap. Cancels and reschedules in
+// Past the heap's lazy-cancel size (16384 entries) Timer::Cancel of a
+// one-shot timer goes to the heap alone (TimerHeap::TryCancelLazilyOwned,
+// the loop slot untouched), and falls back to the loop's full path when
+// that does not apply: the top entry, the last one, and the cancel that
+// makes the dead entries half the heap. Cancels and reschedules in
 // random order, some twice; the rest fire once each, in deadline order.
 TEST_P(LoopTest, ManyTimersCancelledInRandomOrder) {
   FakeClock clock(FakeClock::kDefaultStart, /*monotonic=*/true);
@@ -314,6 +315,94 @@ TEST_P(LoopTest, ManyTimersCancelledInRandomOrder) {
     ASSERT_EQ(fires[i], cancelled[i] ? 0 : 1) << i;
   }
   EXPECT_EQ(fired_order, expected);
+}
+
+// A timer cancelled through the heap alone leaves its slot's armed flag
+// set; everything that reads the flag must see the timer as cancelled:
+// pending(), deadline(), Reschedule (a fresh arming), a second Cancel, a
+// moved handle, Release, HasActiveWork.
+TEST_P(LoopTest, TimerCancelledInALargeHeapIsCancelledForEveryCaller) {
+  FakeClock clock(FakeClock::kDefaultStart, /*monotonic=*/true);
+  auto loop = MakeLoop(&clock);
+  constexpr int kCount = 20000;
+  std::vector<Timer> timers(kCount);
+  std::vector<int> fires(kCount, 0);
+  for (int i = 0; i < kCount; ++i) {
+    timers[i] =
+        loop->AddTimer(absl::Milliseconds(1 + i), [&, i] { ++fires[i]; });
+  }
+  // In the middle of the heap: neither the top nor the last entry.
+  Timer& t = timers[kCount / 2];
+  t.Cancel();
+  EXPECT_FALSE(t.pending());
+  EXPECT_EQ(t.deadline(), MonoTime::Max());
+  t.Cancel();  // nothing left to cancel
+  EXPECT_FALSE(t.pending());
+
+  // Re-armed: a new element, which fires.
+  t.Reschedule(absl::Milliseconds(5));
+  EXPECT_TRUE(t.pending());
+  EXPECT_EQ(t.deadline(), loop->Now() + absl::Milliseconds(5));
+  t.Cancel();
+  EXPECT_FALSE(t.pending());
+  t.Reschedule(absl::Milliseconds(7));
+  ASSERT_TRUE(t.pending());
+
+  // A moved handle cancels what the old one would have.
+  Timer moved = std::move(t);
+  EXPECT_FALSE(t.pending());  // NOLINT(bugprone-use-after-move): now empty
+  moved.Cancel();
+  EXPECT_FALSE(moved.pending());
+
+  // Cancel every other one, then release them all: nothing fires, and the
+  // loop has nothing left to wait for.
+  for (int i = 0; i < kCount; i += 2) timers[i].Cancel();
+  moved.Release();
+  EXPECT_TRUE(loop->HasActiveWork());
+  for (int i = 1; i < kCount; i += 2) {
+    if (i != kCount / 2) timers[i].Cancel();
+  }
+  EXPECT_FALSE(loop->HasActiveWork());
+  for (Timer& timer : timers) timer.Release();
+  clock.Advance(absl::Milliseconds(2 * kCount));
+  RunUntilIdleBounded(*loop);
+  for (int i = 0; i < kCount; ++i) ASSERT_EQ(fires[i], 0) << i;
+}
+
+// A periodic timer is re-armed when it comes due while its run is already
+// queued, so cancelling it in that pass must reach the slot (Timer::Cancel
+// never takes the heap-only path for one), in a large heap as in a small,
+// even with a handle that names the new arming (which 2^31 re-arms could
+// make it do; the test hook does it at once).
+TEST_P(LoopTest, PeriodicTimerCancelledInTheDuePassDoesNotRun) {
+  FakeClock clock(FakeClock::kDefaultStart, /*monotonic=*/true);
+  auto loop = MakeLoop(&clock);
+  std::vector<Timer> filler;
+  for (int i = 0; i < 20000; ++i) {
+    filler.push_back(
+        loop->AddTimer(absl::Hours(1) + absl::Milliseconds(i), [] {}));
+  }
+  // Due before p's next tick, so that the tick's new heap entry is neither
+  // the top nor the last one (which are cancelled at once, not lazily).
+  Timer earlier = loop->AddTimer(absl::Milliseconds(15), [] {});
+  int ticks = 0;
+  TimerOptions periodic;
+  periodic.period = absl::Milliseconds(10);
+  Timer p;
+  // Due at the same instant and added first: runs first, and cancels p.
+  Timer canceller = loop->AddTimer(absl::Milliseconds(10), [&] {
+    p.AdoptCurrentArmingForTesting();
+    p.Cancel();
+  });
+  p = loop->AddTimer(
+      absl::Milliseconds(10), [&] { ++ticks; }, periodic);
+  clock.Advance(absl::Milliseconds(10));
+  ASSERT_TRUE(loop->RunOnce(false).ok());
+  EXPECT_EQ(ticks, 0);
+  EXPECT_FALSE(p.pending());
+  clock.Advance(absl::Milliseconds(100));
+  ASSERT_TRUE(loop->RunOnce(false).ok());
+  EXPECT_EQ(ticks, 0);
 }
 
 TEST_P(LoopTest, PeriodicTimerStaysOnItsGrid) {

@@ -11,8 +11,9 @@
 // also cancels lazily (dead entries left in the array), the 4-ary one at
 // once. A third heap, 4-ary and lazy, holds plain ids (a trivially
 // destructible payload, as the event loop's) and cancels the way the loop
-// does: TryCancelLazily first (with the right record hint or another
-// handle's), CancelWithRecord where that refuses.
+// does: TryCancelLazilyOwned first (with the right record hint or another
+// handle's, and the element's id as owner or a wrong one, which it must
+// refuse), CancelWithRecord where that refuses.
 //
 // Keys are a saturating integer in [-kKeyLimit, kKeyLimit]: small, so equal
 // keys are common, and ShiftAll() can clamp several keys to one value, which
@@ -181,22 +182,33 @@ typename Subject<Arity, P>::Heap::Handle HandleAt(const Subject<Arity, P>& s,
 
 // Cancel as the event loop does: the call-free fast path, then the full one
 // where it refuses. `hint` is the record the caller believes is h's; any
-// value is allowed.
+// value is allowed. `owner` is the payload the caller believes h's element
+// has; `owner_right` says whether it is the element's id.
 template <int Arity>
 bool CancelLikeTheLoop(Subject<Arity, uint64_t>& s,
                        typename Subject<Arity, uint64_t>::Heap::Handle h,
-                       uint32_t hint) {
+                       uint32_t hint, uint64_t owner, bool owner_right) {
   const size_t size = s.heap.size();
   const bool was_live = s.heap.Contains(h);
-  if (s.heap.TryCancelLazily(h, hint)) {
-    // Only what Cancel would have done: h was live and its hint right.
+  EVENTIDE_FUZZ_CHECK_EQ(s.heap.ContainsOwned(h, owner),
+                         was_live && owner_right);
+  if (s.heap.TryCancelLazilyOwned(h, hint, owner)) {
+    // Only what Cancel would have done: h was live, its hint and owner
+    // right.
     EVENTIDE_FUZZ_CHECK(was_live);
+    EVENTIDE_FUZZ_CHECK(owner_right);
     EVENTIDE_FUZZ_CHECK_EQ(hint, h.record_index());
     return true;
   }
   // Refused: nothing changed.
   EVENTIDE_FUZZ_CHECK_EQ(s.heap.size(), size);
   EVENTIDE_FUZZ_CHECK_EQ(s.heap.Contains(h), was_live);
+  if (!owner_right && s.heap.TryCancelLazily(h, hint)) {
+    // The owner was all that stopped it.
+    EVENTIDE_FUZZ_CHECK(was_live);
+    EVENTIDE_FUZZ_CHECK_EQ(hint, h.record_index());
+    return true;
+  }
   return s.heap.CancelWithRecord(h, hint);
 }
 
@@ -253,7 +265,13 @@ void Step(fuzz::FuzzInput& in, Subject<A>& a, Subject<B>& b,
       const auto hc = HandleAt(c, i);
       const uint32_t hint =
           j % 4 != 0 ? hc.record_index() : HandleAt(c, j).record_index();
-      EVENTIDE_FUZZ_CHECK_EQ(CancelLikeTheLoop(c, hc, hint), live);
+      // c's owner: usually the element's id, sometimes one off.
+      const bool owner_right = j % 3 != 1;
+      const uint64_t id = i < m.records.size() ? m.records[i].id : 0;
+      EVENTIDE_FUZZ_CHECK_EQ(
+          CancelLikeTheLoop(c, hc, hint, owner_right ? id : id + 1,
+                            owner_right),
+          live);
       if (live) {
         Record& r = m.records[i];
         m.order.erase(std::make_pair(r.key, r.seq));

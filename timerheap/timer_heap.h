@@ -328,16 +328,28 @@ class TimerHeap {
   // Calls nothing, so a caller can keep its own fast path free of the
   // register saves that any call on it would cost.
   [[gnu::always_inline]] bool TryCancelLazily(Handle h, uint32_t record_index) {
-    // A payload with a destructor would be a call.
-    if constexpr (!kKeepDeadPayloads) return false;
-    if (record_index >= meta_.size()) return false;
-    const SlotMeta record = LoadRecordAhead(record_index);
-    if (record_index != h.slot_ || !NamesLive(record, h) ||
-        !CancelsLazily(record.pos) || 2 * (dead_ + 1) > heap_.size()) {
-      return false;
-    }
-    MarkDead(record_index);
-    return true;
+    return TryCancelLazilyIf</*kCheckOwner=*/false>(h, record_index, nullptr);
+  }
+
+  // Ownership, for a caller whose payloads say who holds each element (the
+  // event loop stores the index of the watcher slot that armed it) and that
+  // may keep a handle long after its element is gone. A generation has 32
+  // bits: after 2^31 reuses of one record, which a record at the top of
+  // the free list can see within minutes in a busy program, a stale handle
+  // names a live element again, someone else's. Its payload tells them
+  // apart.
+  //
+  // Contains(h), and h's payload equals `owner`.
+  bool ContainsOwned(Handle h, const Payload& owner) const {
+    return Contains(h) && PayloadOf(h.slot_) == owner;
+  }
+  // TryCancelLazily(h, record_index), only if h's payload equals `owner`.
+  // The payload is read alongside the record, so its cache miss overlaps
+  // the record's. Only for trivially copyable payloads (false otherwise).
+  [[gnu::always_inline]] bool TryCancelLazilyOwned(Handle h,
+                                                   uint32_t record_index,
+                                                   const Payload& owner) {
+    return TryCancelLazilyIf</*kCheckOwner=*/true>(h, record_index, &owner);
   }
 
   bool Contains(Handle h) const {
@@ -471,6 +483,18 @@ class TimerHeap {
   void SetNextSequenceForTesting(uint32_t next) {
     if (next < next_seq_) timer_heap_internal::Fatal("sequence moved back");
     next_seq_ = next;
+  }
+
+  // Test hook: the record of `stale`, which must be free (aborts
+  // otherwise), hands out `stale`'s generation again on its next use, as
+  // 2^31 reuses would (generations are 32 bits). Lets tests reach that
+  // wrap without them.
+  void RewindGenerationForTesting(Handle stale) {
+    if (stale.slot_ >= meta_.size() || !IsFree(stale.slot_) ||
+        (stale.generation_ & 1) == 0) {
+      timer_heap_internal::Fatal("rewind of a record that is not free");
+    }
+    meta_[stale.slot_].generation = stale.generation_ - 1;  // even: free
   }
 
   // Checks every internal invariant (heap order, back-index, generations,
@@ -681,6 +705,29 @@ class TimerHeap {
     asm volatile("" : : "r"(record.pos), "r"(record.generation));
 #endif
     return record;
+  }
+
+  template <bool kCheckOwner>
+  [[gnu::always_inline]] bool TryCancelLazilyIf(Handle h, uint32_t record_index,
+                                                const Payload* owner) {
+    // A payload with a destructor would be a call; one that is not bare
+    // cannot be read before the record says it is alive.
+    if constexpr (!kKeepDeadPayloads || (kCheckOwner && !kBarePayloads)) {
+      return false;
+    } else {
+      if (record_index >= meta_.size()) return false;
+      const SlotMeta record = LoadRecordAhead(record_index);
+      if constexpr (kCheckOwner) {
+        // Bare and kept when dead: always a valid object to read.
+        if (!(PayloadOf(record_index) == *owner)) return false;
+      }
+      if (record_index != h.slot_ || !NamesLive(record, h) ||
+          !CancelsLazily(record.pos) || 2 * (dead_ + 1) > heap_.size()) {
+        return false;
+      }
+      MarkDead(record_index);
+      return true;
+    }
   }
 
   // Whether `record` (h's own) says h is live.

@@ -1059,6 +1059,61 @@ TEST(TimerHeapLayoutTest, TryCancelLazilyTakesOnlyTheSimpleLazyCase) {
   EXPECT_EQ(named.size(), 20u);
 }
 
+// The owned forms accept a handle only if its element's payload is the
+// given owner. That is what tells a stale handle apart from the element
+// that reuses its record once the 32-bit generation has come round again:
+// the plain forms cannot.
+TEST(TimerHeapLayoutTest, OwnerCheckTellsAReusedGenerationApart) {
+  using Heap = TimerHeap<int64_t, uint32_t>;
+  Heap heap;
+  heap.SetLazyCancelMinSizeForTesting(8);
+  std::vector<Heap::Handle> h;
+  for (uint32_t i = 0; i < 20; ++i) h.push_back(heap.Push(100 - i, i));
+  std::string why;
+
+  EXPECT_TRUE(heap.ContainsOwned(h[3], 3u));
+  EXPECT_FALSE(heap.ContainsOwned(h[3], 4u));
+  EXPECT_FALSE(heap.TryCancelLazilyOwned(h[3], h[3].record_index(), 4u));
+  EXPECT_TRUE(heap.Contains(h[3]));
+  EXPECT_EQ(heap.size(), 20u);
+  ASSERT_TRUE(heap.TryCancelLazilyOwned(h[3], h[3].record_index(), 3u));
+  EXPECT_FALSE(heap.Contains(h[3]));
+  EXPECT_FALSE(heap.ContainsOwned(h[3], 3u));
+  EXPECT_FALSE(heap.TryCancelLazilyOwned(h[3], h[3].record_index(), 3u));
+  EXPECT_EQ(heap.size(), 19u);
+  EXPECT_TRUE(heap.VerifyInvariants(&why)) << why;
+
+  // Below the lazy size a cancel frees the record at once, and the next
+  // push reuses it: here with the stale handle's own generation.
+  Heap eager;
+  std::vector<Heap::Handle> e;
+  for (uint32_t i = 0; i < 20; ++i) e.push_back(eager.Push(100 - i, i));
+  ASSERT_TRUE(eager.Cancel(e[7]));
+  const Heap::Handle stale = e[7];
+  eager.RewindGenerationForTesting(stale);
+  const Heap::Handle reused = eager.Push(50, 77u);
+  ASSERT_EQ(reused, stale);  // what 2^31 reuses of the record would give
+  EXPECT_TRUE(eager.Contains(stale));  // the plain check is fooled
+  EXPECT_FALSE(eager.ContainsOwned(stale, 7u));
+  EXPECT_TRUE(eager.ContainsOwned(reused, 77u));
+  eager.SetLazyCancelMinSizeForTesting(8);
+  EXPECT_FALSE(eager.TryCancelLazilyOwned(stale, stale.record_index(), 7u));
+  EXPECT_TRUE(eager.VerifyInvariants(&why)) << why;
+  // The new element is untouched: still there, with its key.
+  ASSERT_NE(eager.KeyOf(reused), nullptr);
+  EXPECT_EQ(*eager.KeyOf(reused), 50);
+  EXPECT_EQ(eager.size(), 20u);
+
+  // Payloads that cannot be read while dead are never cancelled this way.
+  TimerHeap<int64_t, std::string> named;
+  named.SetLazyCancelMinSizeForTesting(8);
+  std::vector<TimerHeap<int64_t, std::string>::Handle> n;
+  for (int i = 0; i < 20; ++i) n.push_back(named.Push(i, std::to_string(i)));
+  EXPECT_TRUE(named.ContainsOwned(n[5], "5"));
+  EXPECT_FALSE(named.TryCancelLazilyOwned(n[5], n[5].record_index(), "5"));
+  EXPECT_EQ(named.size(), 20u);
+}
+
 // Past 2 MB the arrays live on huge pages (huge_pages.h): grown into them,
 // shrunk back out of them, with the heap order and handles intact across
 // every move.
