@@ -92,9 +92,10 @@ void IoWatcher::Stop() {
   if (loop_ != nullptr) loop_->StopIo(slot_);
 }
 
-// The heap handle and the flag sit in the base's tail padding and four
-// bytes more: a vector of a million timers is 24 MB.
-static_assert(sizeof(Timer) <= 24, "Timer grew past 24 bytes");
+// A vector of a million timers is 16 MB, not 24: the record is free.
+static_assert(
+    sizeof(Timer) == sizeof(WatcherHandle),
+    "Timer::heap_record_ should fit in the base class's tail padding");
 
 bool Timer::pending() const {
   return loop_ != nullptr && loop_->TimerArmed(slot_, loop_->slot(slot_));
@@ -107,11 +108,8 @@ void Timer::Reschedule(absl::Duration delay) {
 void Timer::RescheduleAt(MonoTime deadline) {
   if (loop_ == nullptr) return;
   loop_->ArmTimer(slot_, deadline);
-  heap_ = loop_->slot(slot_).timer;
-}
-
-void Timer::AdoptCurrentArmingForTesting() {
-  if (loop_ != nullptr) heap_ = loop_->slot(slot_).timer;
+  const EventLoop::Slot& s = loop_->slot(slot_);
+  heap_record_ = s.persistent ? kNoRecord : s.timer.record_index();
 }
 
 MonoTime Timer::deadline() const {
@@ -311,7 +309,7 @@ void EventLoop::DisarmTimer(uint32_t index, uint32_t record_hint) {
   // The common case of a large heap, with no call on the way: a call would
   // make this function save and restore registers on every path.
   if (!s.timer_parked && s.timer_armed &&
-      timers_.TryCancelLazilyOwned(s.timer, record_hint, index)) {
+      timers_.TryCancelLazilyByOwner(record_hint, index)) {
     s.timer_armed = false;
     return;
   }
@@ -345,7 +343,8 @@ Timer EventLoop::ArmNewTimer(uint32_t index, Slot& s, MonoTime deadline,
   // nothing is armed), without its second lookup and tests.
   s.timer = timers_.Push(deadline, index);
   s.timer_armed = true;
-  return Timer(this, index, s.timer, s.persistent);
+  return Timer(this, index,
+               s.persistent ? Timer::kNoRecord : s.timer.record_index());
 }
 
 void EventLoop::RunAfter(absl::Duration delay, Task cb) {

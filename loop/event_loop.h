@@ -210,31 +210,29 @@ class Timer : public WatcherHandle {
   void RescheduleAt(MonoTime deadline);
   MonoTime deadline() const;
 
-  // Test hook: the handle names its timer's current heap element, even one
-  // the loop armed without it (a periodic timer's next tick). Only a
-  // generation that came round again (2^31 re-arms) does that otherwise.
-  void AdoptCurrentArmingForTesting();
-
  private:
   friend class EventLoop;
-  Timer(EventLoop* loop, uint32_t slot,
-        TimerHeap<MonoTime, uint32_t>::Handle heap, bool periodic)
-      : WatcherHandle(loop, slot), heap_(heap), periodic_(periodic) {}
+  Timer(EventLoop* loop, uint32_t slot, uint32_t heap_record)
+      : WatcherHandle(loop, slot), heap_record_(heap_record) {}
 
-  // The heap element of this timer when it was last armed through this
-  // handle. Cancel() of a one-shot timer in a large heap goes to the heap
-  // with it and leaves the loop slot alone: the element's record and
-  // payload are read (the payload must name this timer's slot), and the
-  // loop slot, a 96-byte record in a table that does not fit in any cache,
-  // is neither read nor written. Its timer_armed flag stays set, and every
-  // reader of that flag asks the heap whether the element is still there
-  // (EventLoop::TimerArmed). Otherwise (re-armed by the loop since, a
-  // small heap, a periodic timer) the loop's slot path does the cancel,
-  // with heap_.record_index() as a hint for the record.
-  TimerHeap<MonoTime, uint32_t>::Handle heap_;
-  // Periodic: the loop re-arms it when it comes due, while its run may
-  // already be queued, so cancelling it must also reach the slot (epoch).
-  bool periodic_ = false;
+  static constexpr uint32_t kNoRecord = UINT32_MAX;
+
+  // The heap record of this timer's element when it was last armed through
+  // this handle; kNoRecord for a periodic timer. Cancel() of a one-shot
+  // timer in a large heap goes to the heap with it and leaves the loop
+  // slot alone: the record and the element's payload are read, and the
+  // payload, the slot index, says whether the element is this timer's (a
+  // slot has at most one element in the heap, so that is all it takes; a
+  // record reused by another watcher fails it). The loop slot, a 96-byte
+  // record in a table larger than any cache, is neither read nor written,
+  // and its timer_armed flag stays set: every reader of the flag asks the
+  // heap whether the element is still there (EventLoop::TimerArmed).
+  // Otherwise (a small heap, a record reused, a periodic timer, whose
+  // cancel must also reach the slot because the loop re-arms it when it
+  // comes due while its run may be queued) the loop's slot path does the
+  // cancel, with this as a hint for the record. Sits in the base's tail
+  // padding: a Timer stays 16 bytes.
+  uint32_t heap_record_ = kNoRecord;
 };
 
 class SignalWatcher : public WatcherHandle {
@@ -604,8 +602,8 @@ class EventLoop {
     }
   }
   // `record_hint`: where the caller expects the heap record of the slot's
-  // timer (Timer::heap_); any value is safe, see
-  // TimerHeap::CancelWithRecord.
+  // timer (Timer::heap_record_); any value is safe, see
+  // TimerHeap::CancelWithRecord and TryCancelLazilyByOwner.
   void DisarmTimer(uint32_t index, uint32_t record_hint);
   // The rest of DisarmTimer, after its epoch bump, when the fast path does
   // not apply.
@@ -831,11 +829,8 @@ inline void WatcherHandle::Release() {
 
 inline void Timer::Cancel() {
   if (loop_ == nullptr) return;
-  if (!periodic_ &&
-      loop_->timers_.TryCancelLazilyOwned(heap_, heap_.record_index(), slot_)) {
-    return;
-  }
-  loop_->DisarmTimer(slot_, heap_.record_index());
+  if (loop_->timers_.TryCancelLazilyByOwner(heap_record_, slot_)) return;
+  loop_->DisarmTimer(slot_, heap_record_);
 }
 
 }  // namespace eventide

@@ -262,7 +262,7 @@ TEST_P(LoopTest, CancelledAndRescheduledTimers) {
 }
 
 // Past the heap's lazy-cancel size (16384 entries) Timer::Cancel of a
-// one-shot timer goes to the heap alone (TimerHeap::TryCancelLazilyOwned,
+// one-shot timer goes to the heap alone (TimerHeap::TryCancelLazilyByOwner,
 // the loop slot untouched), and falls back to the loop's full path when
 // that does not apply: the top entry, the last one, and the cancel that
 // makes the dead entries half the heap. Cancels and reschedules in
@@ -371,9 +371,10 @@ TEST_P(LoopTest, TimerCancelledInALargeHeapIsCancelledForEveryCaller) {
 
 // A periodic timer is re-armed when it comes due while its run is already
 // queued, so cancelling it in that pass must reach the slot (Timer::Cancel
-// never takes the heap-only path for one), in a large heap as in a small,
-// even with a handle that names the new arming (which 2^31 re-arms could
-// make it do; the test hook does it at once).
+// never takes the heap-only path for one), in a large heap as in a small.
+// Here the cancel comes from an io callback, which runs before the timers
+// of the pass; the tick is the only record freed, so its new heap element
+// reuses the record its handle knows.
 TEST_P(LoopTest, PeriodicTimerCancelledInTheDuePassDoesNotRun) {
   FakeClock clock(FakeClock::kDefaultStart, /*monotonic=*/true);
   auto loop = MakeLoop(&clock);
@@ -388,16 +389,21 @@ TEST_P(LoopTest, PeriodicTimerCancelledInTheDuePassDoesNotRun) {
   int ticks = 0;
   TimerOptions periodic;
   periodic.period = absl::Milliseconds(10);
-  Timer p;
-  // Due at the same instant and added first: runs first, and cancels p.
-  Timer canceller = loop->AddTimer(absl::Milliseconds(10), [&] {
-    p.AdoptCurrentArmingForTesting();
+  Timer p = loop->AddTimer(
+      absl::Milliseconds(10), [&] { ++ticks; }, periodic);
+  SocketPair sp;
+  int reads = 0;
+  auto w = loop->WatchIo(sp.a(), kReadable, [&](const IoEvent&) {
+    char c;
+    ASSERT_EQ(read(sp.a(), &c, 1), 1);
+    ++reads;
     p.Cancel();
   });
-  p = loop->AddTimer(
-      absl::Milliseconds(10), [&] { ++ticks; }, periodic);
+  ASSERT_TRUE(w.ok()) << w.status();
+  ASSERT_EQ(write(sp.b(), "x", 1), 1);
   clock.Advance(absl::Milliseconds(10));
   ASSERT_TRUE(loop->RunOnce(false).ok());
+  EXPECT_EQ(reads, 1);
   EXPECT_EQ(ticks, 0);
   EXPECT_FALSE(p.pending());
   clock.Advance(absl::Milliseconds(100));

@@ -11,9 +11,10 @@
 // also cancels lazily (dead entries left in the array), the 4-ary one at
 // once. A third heap, 4-ary and lazy, holds plain ids (a trivially
 // destructible payload, as the event loop's) and cancels the way the loop
-// does: TryCancelLazilyOwned first (with the right record hint or another
-// handle's, and the element's id as owner or a wrong one, which it must
-// refuse), CancelWithRecord where that refuses.
+// does: TryCancelLazilyByOwner first (with the right record hint or
+// another handle's, and the element's id as owner or one never issued,
+// which it must refuse; ids are unique, as the loop's slot indices are
+// among live elements), CancelWithRecord where that refuses.
 //
 // Keys are a saturating integer in [-kKeyLimit, kKeyLimit]: small, so equal
 // keys are common, and ShiftAll() can clamp several keys to one value, which
@@ -192,9 +193,10 @@ bool CancelLikeTheLoop(Subject<Arity, uint64_t>& s,
   const bool was_live = s.heap.Contains(h);
   EVENTIDE_FUZZ_CHECK_EQ(s.heap.ContainsOwned(h, owner),
                          was_live && owner_right);
-  if (s.heap.TryCancelLazilyOwned(h, hint, owner)) {
+  if (s.heap.TryCancelLazilyByOwner(hint, owner)) {
     // Only what Cancel would have done: h was live, its hint and owner
-    // right.
+    // right. (The owner alone names the element: another handle's record
+    // holds another id.)
     EVENTIDE_FUZZ_CHECK(was_live);
     EVENTIDE_FUZZ_CHECK(owner_right);
     EVENTIDE_FUZZ_CHECK_EQ(hint, h.record_index());
@@ -265,12 +267,11 @@ void Step(fuzz::FuzzInput& in, Subject<A>& a, Subject<B>& b,
       const auto hc = HandleAt(c, i);
       const uint32_t hint =
           j % 4 != 0 ? hc.record_index() : HandleAt(c, j).record_index();
-      // c's owner: usually the element's id, sometimes one off.
+      // c's owner: usually the element's id, sometimes one never issued.
       const bool owner_right = j % 3 != 1;
       const uint64_t id = i < m.records.size() ? m.records[i].id : 0;
       EVENTIDE_FUZZ_CHECK_EQ(
-          CancelLikeTheLoop(c, hc, hint, owner_right ? id : id + 1,
-                            owner_right),
+          CancelLikeTheLoop(c, hc, hint, owner_right ? id : ~id, owner_right),
           live);
       if (live) {
         Record& r = m.records[i];

@@ -343,13 +343,17 @@ class TimerHeap {
   bool ContainsOwned(Handle h, const Payload& owner) const {
     return Contains(h) && PayloadOf(h.slot_) == owner;
   }
-  // TryCancelLazily(h, record_index), only if h's payload equals `owner`.
-  // The payload is read alongside the record, so its cache miss overlaps
-  // the record's. Only for trivially copyable payloads (false otherwise).
-  [[gnu::always_inline]] bool TryCancelLazilyOwned(Handle h,
-                                                   uint32_t record_index,
-                                                   const Payload& owner) {
-    return TryCancelLazilyIf</*kCheckOwner=*/true>(h, record_index, &owner);
+  // For a caller that never has two live elements with equal payloads (the
+  // event loop: at most one per watcher slot), the owner names its element
+  // without a handle, and a record index is enough to find it: if the
+  // element in record `record_index` is live and its payload is `owner`,
+  // does what TryCancelLazily(its handle, record_index) would. Any index is
+  // allowed. The payload is read alongside the record, so its cache miss
+  // overlaps the record's. Only for trivially copyable payloads (false
+  // otherwise).
+  [[gnu::always_inline]] bool TryCancelLazilyByOwner(uint32_t record_index,
+                                                     const Payload& owner) {
+    return TryCancelLazilyIf</*kByOwner=*/true>(Handle(), record_index, &owner);
   }
 
   bool Contains(Handle h) const {
@@ -707,22 +711,28 @@ class TimerHeap {
     return record;
   }
 
-  template <bool kCheckOwner>
+  // kByOwner: `owner` instead of `h` names the element (see
+  // TryCancelLazilyByOwner).
+  template <bool kByOwner>
   [[gnu::always_inline]] bool TryCancelLazilyIf(Handle h, uint32_t record_index,
                                                 const Payload* owner) {
     // A payload with a destructor would be a call; one that is not bare
     // cannot be read before the record says it is alive.
-    if constexpr (!kKeepDeadPayloads || (kCheckOwner && !kBarePayloads)) {
+    if constexpr (!kKeepDeadPayloads || (kByOwner && !kBarePayloads)) {
       return false;
     } else {
       if (record_index >= meta_.size()) return false;
       const SlotMeta record = LoadRecordAhead(record_index);
-      if constexpr (kCheckOwner) {
+      if constexpr (kByOwner) {
         // Bare and kept when dead: always a valid object to read.
-        if (!(PayloadOf(record_index) == *owner)) return false;
+        if (!(PayloadOf(record_index) == *owner) ||
+            (record.generation & 1) == 0) {
+          return false;
+        }
+      } else if (record_index != h.slot_ || !NamesLive(record, h)) {
+        return false;
       }
-      if (record_index != h.slot_ || !NamesLive(record, h) ||
-          !CancelsLazily(record.pos) || 2 * (dead_ + 1) > heap_.size()) {
+      if (!CancelsLazily(record.pos) || 2 * (dead_ + 1) > heap_.size()) {
         return false;
       }
       MarkDead(record_index);

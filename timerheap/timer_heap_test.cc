@@ -1059,10 +1059,11 @@ TEST(TimerHeapLayoutTest, TryCancelLazilyTakesOnlyTheSimpleLazyCase) {
   EXPECT_EQ(named.size(), 20u);
 }
 
-// The owned forms accept a handle only if its element's payload is the
-// given owner. That is what tells a stale handle apart from the element
-// that reuses its record once the 32-bit generation has come round again:
-// the plain forms cannot.
+// For a caller with at most one live element per payload (the event
+// loop), the payload names the element: ContainsOwned checks it next to
+// the handle, TryCancelLazilyByOwner instead of it. That is what tells a
+// stale handle apart from the element that reuses its record once the
+// 32-bit generation has come round again: the plain forms cannot.
 TEST(TimerHeapLayoutTest, OwnerCheckTellsAReusedGenerationApart) {
   using Heap = TimerHeap<int64_t, uint32_t>;
   Heap heap;
@@ -1073,15 +1074,24 @@ TEST(TimerHeapLayoutTest, OwnerCheckTellsAReusedGenerationApart) {
 
   EXPECT_TRUE(heap.ContainsOwned(h[3], 3u));
   EXPECT_FALSE(heap.ContainsOwned(h[3], 4u));
-  EXPECT_FALSE(heap.TryCancelLazilyOwned(h[3], h[3].record_index(), 4u));
+  // The wrong owner, or the right one with another element's record.
+  EXPECT_FALSE(heap.TryCancelLazilyByOwner(h[3].record_index(), 4u));
+  EXPECT_FALSE(heap.TryCancelLazilyByOwner(h[4].record_index(), 3u));
+  EXPECT_FALSE(heap.TryCancelLazilyByOwner(1u << 30, 3u));
   EXPECT_TRUE(heap.Contains(h[3]));
+  EXPECT_TRUE(heap.Contains(h[4]));
   EXPECT_EQ(heap.size(), 20u);
-  ASSERT_TRUE(heap.TryCancelLazilyOwned(h[3], h[3].record_index(), 3u));
+  ASSERT_TRUE(heap.TryCancelLazilyByOwner(h[3].record_index(), 3u));
   EXPECT_FALSE(heap.Contains(h[3]));
   EXPECT_FALSE(heap.ContainsOwned(h[3], 3u));
-  EXPECT_FALSE(heap.TryCancelLazilyOwned(h[3], h[3].record_index(), 3u));
+  // Dead (its record still reserved, its payload still there): refused.
+  EXPECT_FALSE(heap.TryCancelLazilyByOwner(h[3].record_index(), 3u));
   EXPECT_EQ(heap.size(), 19u);
   EXPECT_TRUE(heap.VerifyInvariants(&why)) << why;
+  // Not the simple lazy case (the top): refused, as TryCancelLazily would.
+  const Heap::Handle top = heap.TopHandle();
+  EXPECT_FALSE(heap.TryCancelLazilyByOwner(top.record_index(), 19u));
+  EXPECT_TRUE(heap.Contains(top));
 
   // Below the lazy size a cancel frees the record at once, and the next
   // push reuses it: here with the stale handle's own generation.
@@ -1097,7 +1107,7 @@ TEST(TimerHeapLayoutTest, OwnerCheckTellsAReusedGenerationApart) {
   EXPECT_FALSE(eager.ContainsOwned(stale, 7u));
   EXPECT_TRUE(eager.ContainsOwned(reused, 77u));
   eager.SetLazyCancelMinSizeForTesting(8);
-  EXPECT_FALSE(eager.TryCancelLazilyOwned(stale, stale.record_index(), 7u));
+  EXPECT_FALSE(eager.TryCancelLazilyByOwner(stale.record_index(), 7u));
   EXPECT_TRUE(eager.VerifyInvariants(&why)) << why;
   // The new element is untouched: still there, with its key.
   ASSERT_NE(eager.KeyOf(reused), nullptr);
@@ -1110,7 +1120,7 @@ TEST(TimerHeapLayoutTest, OwnerCheckTellsAReusedGenerationApart) {
   std::vector<TimerHeap<int64_t, std::string>::Handle> n;
   for (int i = 0; i < 20; ++i) n.push_back(named.Push(i, std::to_string(i)));
   EXPECT_TRUE(named.ContainsOwned(n[5], "5"));
-  EXPECT_FALSE(named.TryCancelLazilyOwned(n[5], n[5].record_index(), "5"));
+  EXPECT_FALSE(named.TryCancelLazilyByOwner(n[5].record_index(), "5"));
   EXPECT_EQ(named.size(), 20u);
 }
 
