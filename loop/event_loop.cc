@@ -316,6 +316,13 @@ void EventLoop::DisarmTimer(uint32_t index, uint32_t record_hint) {
   DisarmTimerSlow(index, s, record_hint);
 }
 
+void EventLoop::DisarmTimerNotLazily(uint32_t index, uint32_t record_hint) {
+  Slot& s = slots_[index];
+  ++s.epoch;
+  s.io_deadline_ns = 0;
+  DisarmTimerSlow(index, s, record_hint);
+}
+
 void EventLoop::DisarmTimerSlow(uint32_t index, Slot& s, uint32_t record_hint) {
   Unpark(s);
   if (s.timer_armed) {

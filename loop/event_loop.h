@@ -605,6 +605,9 @@ class EventLoop {
   // timer (Timer::heap_record_); any value is safe, see
   // TimerHeap::CancelWithRecord and TryCancelLazilyByOwner.
   void DisarmTimer(uint32_t index, uint32_t record_hint);
+  // DisarmTimer without its lazy fast path, for Timer::Cancel, which has
+  // just tried that (without the slot).
+  void DisarmTimerNotLazily(uint32_t index, uint32_t record_hint);
   // The rest of DisarmTimer, after its epoch bump, when the fast path does
   // not apply.
   [[gnu::noinline]] void DisarmTimerSlow(uint32_t index, Slot& s,
@@ -830,7 +833,8 @@ inline void WatcherHandle::Release() {
 inline void Timer::Cancel() {
   if (loop_ == nullptr) return;
   if (loop_->timers_.TryCancelLazilyByOwner(heap_record_, slot_)) return;
-  loop_->DisarmTimer(slot_, heap_record_);
+  // The same lazy attempt, through the slot, would fail the same way.
+  loop_->DisarmTimerNotLazily(slot_, heap_record_);
 }
 
 }  // namespace eventide

@@ -339,7 +339,7 @@ TEST_P(LoopTest, TimerCancelledInALargeHeapIsCancelledForEveryCaller) {
   t.Cancel();  // nothing left to cancel
   EXPECT_FALSE(t.pending());
 
-  // Re-armed: a new element, which fires.
+  // Re-armed: a new element.
   t.Reschedule(absl::Milliseconds(5));
   EXPECT_TRUE(t.pending());
   EXPECT_EQ(t.deadline(), loop->Now() + absl::Milliseconds(5));
@@ -354,27 +354,66 @@ TEST_P(LoopTest, TimerCancelledInALargeHeapIsCancelledForEveryCaller) {
   moved.Cancel();
   EXPECT_FALSE(moved.pending());
 
-  // Cancel every other one, then release them all: nothing fires, and the
-  // loop has nothing left to wait for.
-  for (int i = 0; i < kCount; i += 2) timers[i].Cancel();
-  moved.Release();
-  EXPECT_TRUE(loop->HasActiveWork());
-  for (int i = 1; i < kCount; i += 2) {
-    if (i != kCount / 2) timers[i].Cancel();
-  }
+  // Cancel all the others; the loop has nothing left to wait for.
+  for (int i = 0; i < kCount; ++i) timers[i].Cancel();
   EXPECT_FALSE(loop->HasActiveWork());
+  // Re-armed after all that, it fires once, at its new deadline, and alone.
+  moved.Reschedule(absl::Milliseconds(3));
+  EXPECT_TRUE(loop->HasActiveWork());
   for (Timer& timer : timers) timer.Release();
+  clock.Advance(absl::Milliseconds(2));
+  ASSERT_TRUE(loop->RunOnce(false).ok());
+  EXPECT_EQ(fires[kCount / 2], 0);
   clock.Advance(absl::Milliseconds(2 * kCount));
   RunUntilIdleBounded(*loop);
-  for (int i = 0; i < kCount; ++i) ASSERT_EQ(fires[i], 0) << i;
+  for (int i = 0; i < kCount; ++i) {
+    ASSERT_EQ(fires[i], i == kCount / 2 ? 1 : 0) << i;
+  }
+  EXPECT_FALSE(moved.pending());
+  EXPECT_FALSE(loop->HasActiveWork());
+}
+
+// The same inside a direct timer batch (every timer a one-shot of normal
+// priority): a due timer's callback cancels another timer through the heap
+// alone and re-arms it as due at once. Arming it marks its slot (the batch
+// cannot tell a stale slot from one of its own); the mark must not keep
+// the new arming from firing in the next pass.
+TEST_P(LoopTest, TimerCancelledAndReArmedInsideADirectBatchFiresNextPass) {
+  FakeClock clock(FakeClock::kDefaultStart, /*monotonic=*/true);
+  auto loop = MakeLoop(&clock);
+  constexpr int kCount = 20000;
+  std::vector<Timer> timers(kCount);
+  std::vector<int> fires(kCount, 0);
+  constexpr int kTarget = kCount / 2;  // due at 10 s, mid-heap
+  for (int i = 0; i < kCount; ++i) {
+    timers[i] = loop->AddTimer(absl::Milliseconds(1 + i), [&, i] {
+      ++fires[i];
+      if (i == 0) {
+        timers[kTarget].Cancel();
+        EXPECT_FALSE(timers[kTarget].pending());
+        timers[kTarget].Reschedule(absl::ZeroDuration());
+        EXPECT_TRUE(timers[kTarget].pending());
+      }
+    });
+  }
+  clock.Advance(absl::Milliseconds(1));
+  ASSERT_TRUE(loop->RunOnce(false).ok());
+  EXPECT_EQ(fires[0], 1);
+  EXPECT_EQ(fires[kTarget], 0);
+  ASSERT_TRUE(loop->RunOnce(false).ok());
+  EXPECT_EQ(fires[kTarget], 1);
+  EXPECT_FALSE(timers[kTarget].pending());
+  EXPECT_EQ(fires[1], 0);  // not due yet
 }
 
 // A periodic timer is re-armed when it comes due while its run is already
-// queued, so cancelling it in that pass must reach the slot (Timer::Cancel
-// never takes the heap-only path for one), in a large heap as in a small.
-// Here the cancel comes from an io callback, which runs before the timers
-// of the pass; the tick is the only record freed, so its new heap element
-// reuses the record its handle knows.
+// queued, so cancelling it in that pass must reach the slot: Timer::Cancel
+// never takes the heap-only path for one. That path needs a large heap,
+// and the handle's record to hold the timer's live element: here the
+// cancel comes from an io callback, which runs before the timers of the
+// pass, and the tick's record is the only one freed, so its new element
+// reuses it. (Checked by hand: with the record kept in a periodic timer's
+// handle, the queued tick runs after Cancel.)
 TEST_P(LoopTest, PeriodicTimerCancelledInTheDuePassDoesNotRun) {
   FakeClock clock(FakeClock::kDefaultStart, /*monotonic=*/true);
   auto loop = MakeLoop(&clock);

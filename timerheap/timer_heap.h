@@ -328,7 +328,7 @@ class TimerHeap {
   // Calls nothing, so a caller can keep its own fast path free of the
   // register saves that any call on it would cost.
   [[gnu::always_inline]] bool TryCancelLazily(Handle h, uint32_t record_index) {
-    return TryCancelLazilyIf</*kCheckOwner=*/false>(h, record_index, nullptr);
+    return TryCancelLazilyIf</*kByOwner=*/false>(h, record_index, nullptr);
   }
 
   // Ownership, for a caller whose payloads say who holds each element (the
@@ -724,7 +724,8 @@ class TimerHeap {
       if (record_index >= meta_.size()) return false;
       const SlotMeta record = LoadRecordAhead(record_index);
       if constexpr (kByOwner) {
-        // Bare and kept when dead: always a valid object to read.
+        // Every record in the table has held a payload since its first
+        // push, and a bare one is kept when dead: always an object to read.
         if (!(PayloadOf(record_index) == *owner) ||
             (record.generation & 1) == 0) {
           return false;

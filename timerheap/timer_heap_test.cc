@@ -1097,11 +1097,13 @@ TEST(TimerHeapLayoutTest, OwnerCheckTellsAReusedGenerationApart) {
   // push reuses it: here with the stale handle's own generation.
   Heap eager;
   std::vector<Heap::Handle> e;
-  for (uint32_t i = 0; i < 20; ++i) e.push_back(eager.Push(100 - i, i));
+  for (uint32_t i = 0; i < 20; ++i) e.push_back(eager.Push(1000 - 10 * i, i));
   ASSERT_TRUE(eager.Cancel(e[7]));
   const Heap::Handle stale = e[7];
   eager.RewindGenerationForTesting(stale);
-  const Heap::Handle reused = eager.Push(50, 77u);
+  // Key 815: sifts up to the first level, neither the top nor the last
+  // entry, so a lazy cancel applies to it.
+  const Heap::Handle reused = eager.Push(815, 77u);
   ASSERT_EQ(reused, stale);  // what 2^31 reuses of the record would give
   EXPECT_TRUE(eager.Contains(stale));  // the plain check is fooled
   EXPECT_FALSE(eager.ContainsOwned(stale, 7u));
@@ -1111,8 +1113,13 @@ TEST(TimerHeapLayoutTest, OwnerCheckTellsAReusedGenerationApart) {
   EXPECT_TRUE(eager.VerifyInvariants(&why)) << why;
   // The new element is untouched: still there, with its key.
   ASSERT_NE(eager.KeyOf(reused), nullptr);
-  EXPECT_EQ(*eager.KeyOf(reused), 50);
+  EXPECT_EQ(*eager.KeyOf(reused), 815);
   EXPECT_EQ(eager.size(), 20u);
+  // Its own owner cancels it, lazily: the refusal above was the owner's.
+  EXPECT_TRUE(eager.TryCancelLazilyByOwner(reused.record_index(), 77u));
+  EXPECT_FALSE(eager.Contains(reused));
+  EXPECT_EQ(eager.size(), 19u);
+  EXPECT_TRUE(eager.VerifyInvariants(&why)) << why;
 
   // Payloads that cannot be read while dead are never cancelled this way.
   TimerHeap<int64_t, std::string> named;
