@@ -306,24 +306,6 @@ void EventLoop::DisarmTimer(uint32_t index, uint32_t record_hint) {
   Slot& s = slots_[index];
   ++s.epoch;
   s.io_deadline_ns = 0;
-  // The common case of a large heap, with no call on the way: a call would
-  // make this function save and restore registers on every path.
-  if (!s.timer_parked && s.timer_armed &&
-      timers_.TryCancelLazilyByOwner(record_hint, index)) {
-    s.timer_armed = false;
-    return;
-  }
-  DisarmTimerSlow(index, s, record_hint);
-}
-
-void EventLoop::DisarmTimerNotLazily(uint32_t index, uint32_t record_hint) {
-  Slot& s = slots_[index];
-  ++s.epoch;
-  s.io_deadline_ns = 0;
-  DisarmTimerSlow(index, s, record_hint);
-}
-
-void EventLoop::DisarmTimerSlow(uint32_t index, Slot& s, uint32_t record_hint) {
   Unpark(s);
   if (s.timer_armed) {
     // Not in the heap: cancelled by Timer::Cancel's heap-only path, or due

@@ -601,17 +601,12 @@ class EventLoop {
       --parked_timers_;
     }
   }
-  // `record_hint`: where the caller expects the heap record of the slot's
-  // timer (Timer::heap_record_); any value is safe, see
-  // TimerHeap::CancelWithRecord and TryCancelLazilyByOwner.
+  // Cancels the slot's timer (or io inactivity deadline), whatever state it
+  // is in. Timer::Cancel tries the heap-only path first (inline, with no
+  // call on the way); this is the rest. `record_hint`: where the caller
+  // expects the heap record of the slot's timer (Timer::heap_record_); any
+  // value is safe, see TimerHeap::CancelWithRecord.
   void DisarmTimer(uint32_t index, uint32_t record_hint);
-  // DisarmTimer without its lazy fast path, for Timer::Cancel, which has
-  // just tried that (without the slot).
-  void DisarmTimerNotLazily(uint32_t index, uint32_t record_hint);
-  // The rest of DisarmTimer, after its epoch bump, when the fast path does
-  // not apply.
-  [[gnu::noinline]] void DisarmTimerSlow(uint32_t index, Slot& s,
-                                         uint32_t record_hint);
   absl::Status StartIo(uint32_t index);
   void StopIo(uint32_t index);
   void StopSignal(uint32_t index);
@@ -833,8 +828,7 @@ inline void WatcherHandle::Release() {
 inline void Timer::Cancel() {
   if (loop_ == nullptr) return;
   if (loop_->timers_.TryCancelLazilyByOwner(heap_record_, slot_)) return;
-  // The same lazy attempt, through the slot, would fail the same way.
-  loop_->DisarmTimerNotLazily(slot_, heap_record_);
+  loop_->DisarmTimer(slot_, heap_record_);
 }
 
 }  // namespace eventide

@@ -987,13 +987,23 @@ TEST(TimerHeapLayoutTest, BothSweepFormsLeaveTheSameState) {
 
 // TryCancelLazily does exactly what Cancel would where Cancel leaves the
 // entry dead with nothing else to do, and nothing at all anywhere else.
-TEST(TimerHeapLayoutTest, TryCancelLazilyTakesOnlyTheSimpleLazyCase) {
+// Keys 100, 99, ..., 81 with payloads 0 to 19: a sift-up each, so handle
+// i's entry is not at i. Cancels lazily from 8 entries on.
+struct DescendingTwenty {
   using Heap = TimerHeap<int64_t, uint32_t>;
+  DescendingTwenty() {
+    heap.SetLazyCancelMinSizeForTesting(8);
+    for (uint32_t i = 0; i < 20; ++i) h.push_back(heap.Push(100 - i, i));
+  }
   Heap heap;
-  heap.SetLazyCancelMinSizeForTesting(8);
   std::vector<Heap::Handle> h;
-  // Keys 100, 99, ..., 81: a sift-up each, so handle i's entry is not at i.
-  for (uint32_t i = 0; i < 20; ++i) h.push_back(heap.Push(100 - i, i));
+};
+
+TEST(TimerHeapLayoutTest, TryCancelLazilyTakesOnlyTheSimpleLazyCase) {
+  using Heap = DescendingTwenty::Heap;
+  DescendingTwenty twenty;
+  Heap& heap = twenty.heap;
+  const std::vector<Heap::Handle>& h = twenty.h;
   std::string why;
 
   // Not the simple case: stale or default handle, wrong or out-of-range
@@ -1065,11 +1075,10 @@ TEST(TimerHeapLayoutTest, TryCancelLazilyTakesOnlyTheSimpleLazyCase) {
 // stale handle apart from the element that reuses its record once the
 // 32-bit generation has come round again: the plain forms cannot.
 TEST(TimerHeapLayoutTest, OwnerCheckTellsAReusedGenerationApart) {
-  using Heap = TimerHeap<int64_t, uint32_t>;
-  Heap heap;
-  heap.SetLazyCancelMinSizeForTesting(8);
-  std::vector<Heap::Handle> h;
-  for (uint32_t i = 0; i < 20; ++i) h.push_back(heap.Push(100 - i, i));
+  using Heap = DescendingTwenty::Heap;
+  DescendingTwenty twenty;
+  Heap& heap = twenty.heap;
+  const std::vector<Heap::Handle>& h = twenty.h;
   std::string why;
 
   EXPECT_TRUE(heap.ContainsOwned(h[3], 3u));
