@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -1191,6 +1192,119 @@ TEST(TimerHeapLayoutTest, ArraysMoveIntoAndOutOfHugePages) {
   const Heap::Handle h = heap.Push(5, 1);
   EXPECT_EQ(heap.TopPayload(), 1u);
   EXPECT_TRUE(heap.Cancel(h));
+}
+
+// The heap's own growable array: what it shares with std::vector must
+// behave like it, since the heap's arrays switch between the two with the
+// element type.
+TEST(PodArrayTest, BehavesLikeAVectorForWhatTheHeapUses) {
+  using Array =
+      timer_heap_internal::PodArray<uint32_t, std::allocator<uint32_t>>;
+  Array a;
+  std::vector<uint32_t> model;
+  EXPECT_TRUE(a.empty());
+  EXPECT_EQ(a.capacity(), 0u);
+  for (uint32_t i = 0; i < 1000; ++i) {
+    a.push_back(i * 7);
+    model.push_back(i * 7);
+    ASSERT_GE(a.capacity(), a.size());
+  }
+  ASSERT_EQ(a.size(), model.size());
+  EXPECT_TRUE(std::equal(a.begin(), a.end(), model.begin()));
+  EXPECT_EQ(a.back(), 999u * 7);
+  // Doubling: 1000 appends one at a time reallocated ~11 times, not 1000.
+  EXPECT_LT(a.capacity(), 2048u);
+
+  a.reserve(5000);
+  EXPECT_EQ(a.capacity(), 5000u);  // exactly, as std::vector::reserve
+  EXPECT_TRUE(std::equal(a.begin(), a.end(), model.begin()));
+  a.reserve(10);  // never shrinks
+  EXPECT_EQ(a.capacity(), 5000u);
+
+  // Room checked by the caller: no reallocation, the data stays put.
+  const uint32_t* before = a.data();
+  a.AppendUnchecked(42u);
+  EXPECT_EQ(a.data(), before);
+  EXPECT_EQ(a.back(), 42u);
+  a.pop_back();
+
+  a.erase(a.begin() + 600, a.end());
+  EXPECT_EQ(a.size(), 600u);
+  const uint32_t extra[] = {1, 2, 3};
+  a.insert(a.end(), extra, extra + 3);
+  ASSERT_EQ(a.size(), 603u);
+  EXPECT_EQ(a[600], 1u);
+  EXPECT_EQ(a[602], 3u);
+  EXPECT_EQ(a[599], 599u * 7);
+
+  Array b(std::move(a));
+  EXPECT_TRUE(a.empty());  // NOLINT(bugprone-use-after-move): specified
+  EXPECT_EQ(a.capacity(), 0u);
+  EXPECT_EQ(b.size(), 603u);
+  Array c;
+  c.push_back(9);
+  swap(b, c);
+  EXPECT_EQ(b.size(), 1u);
+  EXPECT_EQ(c.size(), 603u);
+  c = std::move(b);
+  EXPECT_EQ(c.size(), 1u);
+  EXPECT_EQ(c[0], 9u);
+  c.clear();
+  EXPECT_TRUE(c.empty());
+}
+
+TEST(PodArrayDeathTest, RangeOperationsAwayFromTheEndAbort) {
+  using Array =
+      timer_heap_internal::PodArray<uint32_t, std::allocator<uint32_t>>;
+  Array a;
+  for (uint32_t i = 0; i < 10; ++i) a.push_back(i);
+  const uint32_t one[] = {1};
+  EXPECT_DEATH(a.erase(a.begin(), a.begin() + 2), "not at the end");
+  EXPECT_DEATH(a.insert(a.begin(), one, one + 1), "not at the end");
+}
+
+// Push's inline path takes a record off the free list or past the table's
+// end; everything else (growth, a sequence number about to wrap) goes the
+// slow way. Both must hand out records that a model agrees with.
+template <typename Payload>
+void PushThroughEveryPath() {
+  TimerHeap<int64_t, Payload> heap;
+  std::mt19937_64 rng(77);
+  std::map<std::pair<int64_t, uint64_t>, int> model;  // (key, order) -> id
+  std::vector<typename TimerHeap<int64_t, Payload>::Handle> handles;
+  std::vector<std::pair<int64_t, uint64_t>> where;
+  uint64_t order = 0;
+  heap.SetNextSequenceForTesting(std::numeric_limits<uint32_t>::max() - 300);
+  for (int round = 0; round < 2000; ++round) {
+    const int id = static_cast<int>(handles.size());
+    const int64_t key = static_cast<int64_t>(rng() % 50);
+    handles.push_back(heap.Push(key, static_cast<Payload>(id)));
+    where.emplace_back(key, order);
+    model[{key, order++}] = id;
+    if (rng() % 3 == 0 && !model.empty()) {
+      // Cancel a random live one: its record goes on the free list.
+      const int victim = static_cast<int>(rng() % handles.size());
+      if (model.erase(where[victim]) == 1) {
+        ASSERT_TRUE(heap.Cancel(handles[victim]));
+      } else {
+        ASSERT_FALSE(heap.Cancel(handles[victim]));
+      }
+    }
+    std::string why;
+    ASSERT_TRUE(heap.VerifyInvariants(&why)) << round << ": " << why;
+  }
+  while (!model.empty()) {
+    ASSERT_EQ(heap.TopKey(), model.begin()->first.first);
+    ASSERT_EQ(static_cast<int>(heap.TopPayload()), model.begin()->second);
+    heap.Pop();
+    model.erase(model.begin());
+  }
+  EXPECT_TRUE(heap.empty());
+}
+
+TEST(TimerHeapPushTest, InlineAndSlowPathsAgreeWithAModel) {
+  PushThroughEveryPath<uint32_t>();  // bare payload: the inline path
+  PushThroughEveryPath<double>();    // bare too, 8 bytes
 }
 
 }  // namespace
