@@ -566,6 +566,16 @@ class EventLoop {
       throw;
     }
     s.kind = SlotKind::kTimer;
+    if (options.period == absl::ZeroDuration() &&
+        options.priority == Priority::kNormal) {
+      // The common one-shot timer, inline (the test folds away for the
+      // default options): a pristine slot already has the priority, the
+      // zero period and no special timing; only its io default differs.
+      s.persistent = false;
+      s.timer = timers_.Push(deadline, index);
+      s.timer_armed = true;
+      return Timer(this, index, s.timer.record_index());
+    }
     return ArmNewTimer(index, s, deadline, options);
   }
   // The rest of a new timer, once its slot holds the callback: options,
