@@ -7,7 +7,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "clock/jump_detector.h"
@@ -534,6 +536,46 @@ const LoopStats& EventLoop::stats() const {
   stats_.time_running = absl::Nanoseconds(time_running_ns_);
   stats_.longest_dispatch = absl::Nanoseconds(longest_dispatch_ns_);
   return stats_;
+}
+
+absl::Status EventLoop::CheckTimerBookkeepingForTesting() const {
+  std::string why;
+  if (!timers_.VerifyInvariants(&why)) {
+    return absl::InternalError(absl::StrCat("timer heap: ", why));
+  }
+  std::vector<bool> seen(slots_.size(), false);
+  size_t live = 0;
+  absl::Status status;
+  timers_.ForEachLive([&](Heap::Handle h, MonoTime, uint32_t index) {
+    ++live;
+    if (!status.ok()) return;
+    if (index >= slots_.size()) {
+      status = absl::InternalError(absl::StrCat("heap element names slot ",
+                                                index, " of ", slots_.size()));
+      return;
+    }
+    const Slot& s = slots_[index];
+    if (s.kind != SlotKind::kTimer && s.kind != SlotKind::kIo) {
+      status = absl::InternalError(absl::StrCat("slot ", index, " of kind ",
+                                                static_cast<int>(s.kind),
+                                                " has a heap element"));
+    } else if (seen[index]) {
+      status = absl::InternalError(
+          absl::StrCat("slot ", index, " has two live heap elements"));
+    } else if (!s.timer_armed) {
+      status = absl::InternalError(
+          absl::StrCat("slot ", index, " has a heap element but is disarmed"));
+    } else if (s.timer != h) {
+      status = absl::InternalError(absl::StrCat(
+          "slot ", index, "'s handle does not name its heap element"));
+    }
+    seen[index] = true;
+  });
+  if (status.ok() && live != timers_.size()) {
+    status = absl::InternalError(absl::StrCat(
+        "walked ", live, " live heap elements, heap size ", timers_.size()));
+  }
+  return status;
 }
 
 bool EventLoop::HasActiveWork() const {

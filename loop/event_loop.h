@@ -384,6 +384,19 @@ class EventLoop {
 
   const LoopStats& stats() const;
 
+  // Test hooks. Timer bookkeeping: every live element of the timer heap
+  // belongs to an armed timer or io watcher whose slot (the element's
+  // payload) names it, no slot has two, and the heap's own invariants hold.
+  // Timer::Cancel's heap-only path relies on this (see Timer::Cancel).
+  // Returns the first violation found; O(timers + watchers).
+  absl::Status CheckTimerBookkeepingForTesting() const;
+  // The heap cancels lazily only while it holds at least `n` entries
+  // (16384 by default): a lower floor lets tests take the lazy paths with
+  // a few timers.
+  void SetLazyCancelMinSizeForTesting(size_t n) {
+    timers_.SetLazyCancelMinSizeForTesting(n);
+  }
+
  private:
   friend class WatcherHandle;
   friend class IoWatcher;

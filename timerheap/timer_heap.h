@@ -526,6 +526,18 @@ class TimerHeap {
     return Contains(h) ? &PayloadOf(h.slot_) : nullptr;
   }
 
+  // Calls f(handle, key, payload) for every live element, in no particular
+  // order; cancelled entries still in the array are skipped. O(n). For
+  // tests and diagnostics: f must not change the heap.
+  template <typename F>
+  void ForEachLive(F&& f) const {
+    for (const Entry& e : heap_) {
+      if (IsLive(e.slot)) {
+        f(Handle(e.slot, meta_[e.slot].generation), e.key, PayloadOf(e.slot));
+      }
+    }
+  }
+
   // The minimum element. The heap must not be empty (aborts otherwise).
   const Key& TopKey() const { return heap_[CheckedTop()].key; }
   Payload& TopPayload() { return PayloadOf(heap_[CheckedTop()].slot); }

@@ -1302,6 +1302,30 @@ void PushThroughEveryPath() {
   EXPECT_TRUE(heap.empty());
 }
 
+TEST(TimerHeapLayoutTest, ForEachLiveSkipsDeadEntries) {
+  TimerHeap<int64_t, std::string> heap;
+  heap.SetLazyCancelMinSizeForTesting(1);  // cancelled entries stay, dead
+  std::vector<TimerHeap<int64_t, std::string>::Handle> handles;
+  for (int i = 0; i < 10; ++i) {
+    handles.push_back(heap.Push(100 - i, "e" + std::to_string(i)));
+  }
+  for (int i : {2, 5, 7}) ASSERT_TRUE(heap.Cancel(handles[i]));
+  std::map<int64_t, std::string> seen;
+  heap.ForEachLive([&](TimerHeap<int64_t, std::string>::Handle h, int64_t key,
+                       const std::string& payload) {
+    EXPECT_TRUE(heap.Contains(h));
+    EXPECT_EQ(*heap.KeyOf(h), key);
+    EXPECT_EQ(*heap.Get(h), payload);
+    EXPECT_TRUE(seen.emplace(key, payload).second) << key;
+  });
+  ASSERT_EQ(seen.size(), heap.size());
+  ASSERT_EQ(seen.size(), 7u);
+  for (int i = 0; i < 10; ++i) {
+    const bool cancelled = i == 2 || i == 5 || i == 7;
+    EXPECT_EQ(seen.count(100 - i), cancelled ? 0u : 1u) << i;
+  }
+}
+
 TEST(TimerHeapPushTest, InlineAndSlowPathsAgreeWithAModel) {
   PushThroughEveryPath<uint32_t>();  // bare payload: the inline path
   PushThroughEveryPath<double>();    // bare too, 8 bytes
