@@ -281,17 +281,23 @@ class RandomProgram {
   IoWatcher ios_[kPairs];
 };
 
-void ExpectSameTrace(const ProgramShape& shape) {
-  const std::vector<std::string> direct = RandomProgram(shape, false).Run();
-  const std::vector<std::string> queued = RandomProgram(shape, true).Run();
-  ASSERT_FALSE(direct.empty());
-  const size_t n = std::min(direct.size(), queued.size());
+// Line by line, so that a failure names the first line that differs.
+void ExpectEqualTraces(const ProgramShape& shape,
+                       const std::vector<std::string>& want,
+                       const std::vector<std::string>& got) {
+  ASSERT_FALSE(want.empty());
+  const size_t n = std::min(want.size(), got.size());
   for (size_t i = 0; i < n; ++i) {
-    ASSERT_EQ(direct[i], queued[i])
+    ASSERT_EQ(want[i], got[i])
         << "seed " << shape.seed << (shape.monotonic ? "" : " (wall clock)")
         << ", line " << i;
   }
-  EXPECT_EQ(direct.size(), queued.size()) << "seed " << shape.seed;
+  ASSERT_EQ(want.size(), got.size()) << "seed " << shape.seed;
+}
+
+void ExpectSameTrace(const ProgramShape& shape) {
+  ExpectEqualTraces(shape, RandomProgram(shape, false).Run(),
+                    RandomProgram(shape, true).Run());
 }
 
 TEST(DirectBatchTest, SmallProgramsBehaveAsThroughTheQueues) {
@@ -334,16 +340,9 @@ TEST(DirectBatchTest, LazyCancelsChangeNothingAProgramSees) {
       eager.timers = seed % 3 == 0 ? 300 : 40;
       ProgramShape lazy = eager;
       lazy.lazy_cancel_min_size = 1;
-      const std::vector<std::string> want = RandomProgram(eager, false).Run();
-      const std::vector<std::string> got = RandomProgram(lazy, false).Run();
-      ASSERT_FALSE(want.empty());
-      const size_t n = std::min(want.size(), got.size());
-      for (size_t i = 0; i < n; ++i) {
-        ASSERT_EQ(want[i], got[i])
-            << "seed " << seed << (monotonic ? "" : " (wall clock)")
-            << ", line " << i;
-      }
-      ASSERT_EQ(want.size(), got.size()) << "seed " << seed;
+      ExpectEqualTraces(lazy, RandomProgram(eager, false).Run(),
+                        RandomProgram(lazy, false).Run());
+      if (HasFatalFailure()) return;
       ExpectSameTrace(lazy);
       if (HasFatalFailure()) return;
     }
