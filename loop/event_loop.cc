@@ -195,6 +195,10 @@ EventLoop::~EventLoop() {
 
 // ------------------------------------------------------------------ slots --
 
+// constexpr: constant-initialized, so a loop created during static
+// initialization elsewhere still finds it written.
+constexpr EventLoop::SlotFields EventLoop::kPristine{};
+
 void EventLoop::SlotTable::AddChunk() {
   chunks_.push_back(std::make_unique<Slot[]>(kChunk));
 }
@@ -259,7 +263,7 @@ void EventLoop::FreeSlot(uint32_t index) {
   // (see DispatchReadyIo and DispatchDueTimers).
   const uint8_t io_touched = s.io_touched;
   const bool timer_touched = s.timer_touched;
-  static_cast<SlotFields&>(s) = SlotFields();
+  static_cast<SlotFields&>(s) = kPristine;
   s.epoch = epoch;
   s.io_touched = io_touched;
   s.timer_touched = timer_touched;

@@ -481,10 +481,16 @@ class EventLoop {
     SignalCallback signal;  // kSignal
   };
 
+  // What a new or freed slot holds, as one constant: copying it is a few
+  // wide stores, where the member initializers were one store per field
+  // (SlotTable::AddChunk: 15 to 11 instructions per slot, 4 per AddTimer
+  // at a million timers).
+  static const SlotFields kPristine;
+
   struct Slot : SlotFields {
     // User-provided, so that make_unique<Slot[]> does not zero a whole chunk
     // before the member initializers write it again.
-    Slot() {}
+    Slot() : SlotFields(kPristine) {}
     Slot(const Slot&) = delete;
     Slot& operator=(const Slot&) = delete;
     ~Slot() { DestroyCallback(kind); }
