@@ -325,8 +325,7 @@ void EventLoop::DisarmTimer(uint32_t index, uint32_t record_hint) {
   }
 }
 
-Timer EventLoop::ArmNewTimer(uint32_t index, Slot& s, MonoTime deadline,
-                             const TimerOptions& options) {
+void EventLoop::ApplyTimerOptions(Slot& s, const TimerOptions& options) {
   s.priority = options.priority;
   s.set_interval(options.period);
   s.persistent = options.period > absl::ZeroDuration();
@@ -334,12 +333,6 @@ Timer EventLoop::ArmNewTimer(uint32_t index, Slot& s, MonoTime deadline,
     s.special_timing = true;
     ++special_timing_slots_;
   }
-  // What ArmTimer would do for a fresh slot (AllocateSlot bumped the epoch,
-  // nothing is armed), without its second lookup and tests.
-  s.timer = timers_.Push(deadline, index);
-  s.timer_armed = true;
-  return Timer(this, index,
-               s.persistent ? Timer::kNoRecord : s.timer.record_index());
 }
 
 void EventLoop::RunAfter(absl::Duration delay, Task cb) {
@@ -348,7 +341,7 @@ void EventLoop::RunAfter(absl::Duration delay, Task cb) {
   ::new (&s.cb.task) Task(std::move(cb));
   s.persistent = false;
   s.loop_owned = true;
-  s.timer = timers_.Push(Now() + delay, index);  // fresh: see ArmNewTimer
+  s.timer = timers_.Push(Now() + delay, index);  // fresh: see NewTimer
   s.timer_armed = true;
 }
 

@@ -587,20 +587,22 @@ class EventLoop {
     s.kind = SlotKind::kTimer;
     if (options.period == absl::ZeroDuration() &&
         options.priority == Priority::kNormal) {
-      // The common one-shot timer, inline (the test folds away for the
-      // default options): a pristine slot already has the priority, the
-      // zero period and no special timing; only its io default differs.
+      // The common one-shot timer (the test folds away for the default
+      // options): a pristine slot already has the priority, the zero period
+      // and no special timing; only its io default differs.
       s.persistent = false;
-      s.timer = timers_.Push(deadline, index);
-      s.timer_armed = true;
-      return Timer(this, index, s.timer.record_index());
+    } else {
+      ApplyTimerOptions(s, options);
     }
-    return ArmNewTimer(index, s, deadline, options);
+    // What ArmTimer would do for a fresh slot (AllocateSlot bumped the
+    // epoch, nothing is armed), inline, the heap's Push included.
+    s.timer = timers_.Push(deadline, index);
+    s.timer_armed = true;
+    return Timer(this, index,
+                 s.persistent ? Timer::kNoRecord : s.timer.record_index());
   }
-  // The rest of a new timer, once its slot holds the callback: options,
-  // heap entry, handle.
-  Timer ArmNewTimer(uint32_t index, Slot& s, MonoTime deadline,
-                    const TimerOptions& options);
+  // A new timer's period and priority, other than the defaults.
+  void ApplyTimerOptions(Slot& s, const TimerOptions& options);
   // Stops whatever the slot does; frees it unless its callback is running.
   void ReleaseSlot(uint32_t index);
   void FreeSlot(uint32_t index);
