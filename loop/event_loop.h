@@ -173,6 +173,11 @@ class WatcherHandle {
  protected:
   friend class EventLoop;
   WatcherHandle(EventLoop* loop, uint32_t slot);
+  // The same, given the slot's owner field (saves looking the slot up).
+  WatcherHandle(EventLoop* loop, uint32_t slot, WatcherHandle*& owner)
+      : loop_(loop), slot_(slot) {
+    owner = this;
+  }
   // Release() of an attached handle.
   void Detach();
 
@@ -212,8 +217,9 @@ class Timer : public WatcherHandle {
 
  private:
   friend class EventLoop;
-  Timer(EventLoop* loop, uint32_t slot, uint32_t heap_record)
-      : WatcherHandle(loop, slot), heap_record_(heap_record) {}
+  Timer(EventLoop* loop, uint32_t slot, uint32_t heap_record,
+        WatcherHandle*& owner)
+      : WatcherHandle(loop, slot, owner), heap_record_(heap_record) {}
 
   static constexpr uint32_t kNoRecord = UINT32_MAX;
 
@@ -303,27 +309,44 @@ class EventLoop {
 
   absl::StatusOr<IoWatcher> WatchIo(int fd, uint32_t interest, IoCallback cb,
                                     IoOptions options = {});
-  // Inline: one call layer less per timer (NewTimer does the work).
+  // Inline: one call layer less per timer (NewTimer does the work). Without
+  // options the timer is a one-shot of normal priority; the overloads that
+  // take none skip testing them (a TimerOptions argument lives in memory,
+  // where its fields were stored and read back on every call).
+  [[nodiscard]] Timer AddTimer(absl::Duration delay, Task cb) {
+    return NewTimer(Now() + delay, std::move(cb), nullptr);
+  }
   [[nodiscard]] Timer AddTimer(absl::Duration delay, Task cb,
-                               TimerOptions options = {}) {
-    return NewTimer(Now() + delay, std::move(cb), options);
+                               const TimerOptions& options) {
+    return NewTimer(Now() + delay, std::move(cb), &options);
+  }
+  [[nodiscard]] Timer AddTimerAt(MonoTime deadline, Task cb) {
+    return NewTimer(deadline, std::move(cb), nullptr);
   }
   [[nodiscard]] Timer AddTimerAt(MonoTime deadline, Task cb,
-                                 TimerOptions options = {}) {
-    return NewTimer(deadline, std::move(cb), options);
+                                 const TimerOptions& options) {
+    return NewTimer(deadline, std::move(cb), &options);
   }
   // The same for a callable that is not already a Task (a lambda, say):
   // the Task is constructed in the timer's slot from `cb`, instead of here
   // and then moved there. Behaves exactly like the overloads above.
   template <typename F, typename = EnableIfCallback<F>>
+  [[nodiscard]] Timer AddTimer(absl::Duration delay, F&& cb) {
+    return NewTimer(Now() + delay, std::forward<F>(cb), nullptr);
+  }
+  template <typename F, typename = EnableIfCallback<F>>
   [[nodiscard]] Timer AddTimer(absl::Duration delay, F&& cb,
-                               TimerOptions options = {}) {
-    return NewTimer(Now() + delay, std::forward<F>(cb), options);
+                               const TimerOptions& options) {
+    return NewTimer(Now() + delay, std::forward<F>(cb), &options);
+  }
+  template <typename F, typename = EnableIfCallback<F>>
+  [[nodiscard]] Timer AddTimerAt(MonoTime deadline, F&& cb) {
+    return NewTimer(deadline, std::forward<F>(cb), nullptr);
   }
   template <typename F, typename = EnableIfCallback<F>>
   [[nodiscard]] Timer AddTimerAt(MonoTime deadline, F&& cb,
-                                 TimerOptions options = {}) {
-    return NewTimer(deadline, std::forward<F>(cb), options);
+                                 const TimerOptions& options) {
+    return NewTimer(deadline, std::forward<F>(cb), &options);
   }
   // A one-shot timer the loop owns: no handle, cannot be cancelled.
   void RunAfter(absl::Duration delay, Task cb);
@@ -571,8 +594,9 @@ class EventLoop {
   // AddTimer pass their argument on by reference (one AnyInvocable move into
   // the slot); a lambda is constructed there directly, which saves the move
   // and the destruction of a moved-from Task (an indirect call each).
+  // `options`: null for the defaults (a one-shot of normal priority).
   template <typename F>
-  Timer NewTimer(MonoTime deadline, F&& cb, const TimerOptions& options) {
+  Timer NewTimer(MonoTime deadline, F&& cb, const TimerOptions* options) {
     // kFree until the callback exists: if constructing it throws, the slot
     // goes back to the free list still pristine (only its epoch moved on),
     // and never holds a half-made callback.
@@ -585,21 +609,24 @@ class EventLoop {
       throw;
     }
     s.kind = SlotKind::kTimer;
-    if (options.period == absl::ZeroDuration() &&
-        options.priority == Priority::kNormal) {
-      // The common one-shot timer (the test folds away for the default
-      // options): a pristine slot already has the priority, the zero period
-      // and no special timing; only its io default differs.
-      s.persistent = false;
+    // Folds to false without options.
+    bool periodic = false;
+    if (options != nullptr && (options->period != absl::ZeroDuration() ||
+                               options->priority != Priority::kNormal)) {
+      ApplyTimerOptions(s, *options);
+      periodic = s.persistent;
     } else {
-      ApplyTimerOptions(s, options);
+      // The common one-shot timer: a pristine slot already has the
+      // priority, the zero period and no special timing; only its io
+      // default differs.
+      s.persistent = false;
     }
     // What ArmTimer would do for a fresh slot (AllocateSlot bumped the
     // epoch, nothing is armed), inline, the heap's Push included.
     s.timer = timers_.Push(deadline, index);
     s.timer_armed = true;
     return Timer(this, index,
-                 s.persistent ? Timer::kNoRecord : s.timer.record_index());
+                 periodic ? Timer::kNoRecord : s.timer.record_index(), s.owner);
   }
   // A new timer's period and priority, other than the defaults.
   void ApplyTimerOptions(Slot& s, const TimerOptions& options);
@@ -842,10 +869,14 @@ inline WatcherHandle::WatcherHandle(WatcherHandle&& other) noexcept
 inline WatcherHandle& WatcherHandle::operator=(WatcherHandle&& other) noexcept {
   if (this != &other) {
     Release();
-    loop_ = other.loop_;
-    slot_ = other.slot_;
+    // Through locals: the store to other.loop_ may alias this->loop_ as far
+    // as the compiler knows, which would reload loop_ for Attach.
+    EventLoop* const loop = other.loop_;
+    const uint32_t slot = other.slot_;
     other.loop_ = nullptr;
-    if (loop_ != nullptr) loop_->Attach(slot_, this);
+    loop_ = loop;
+    slot_ = slot;
+    if (loop != nullptr) loop->Attach(slot, this);
   }
   return *this;
 }
