@@ -229,6 +229,10 @@ class PodArray {
     ++size_;
     return *p;
   }
+  // Only with room: one more element, not written. The caller assigns it
+  // before anything reads it (T is trivially copyable, so the assignment
+  // is a plain copy of its bytes).
+  [[gnu::always_inline]] void AppendUninitialized() { ++size_; }
   void pop_back() { --size_; }
   void clear() { size_ = 0; }
 
@@ -380,9 +384,9 @@ class TimerHeap {
                                TakeRecordFast(&slot, &generation, payload),
                            1)) {
         const uint32_t seq = next_seq_++;
-        // The new entry is sifted from registers; the element appended here
-        // only makes room (reading it back would stall on store forwarding).
-        heap_.AppendUnchecked(deadline, slot, seq);
+        // The new entry is sifted from registers into the room made here,
+        // which SiftUp writes last (it never reads the hole).
+        heap_.AppendUninitialized();
         SiftUp(pos, Entry(std::move(deadline), slot, seq));
         return Handle(slot, generation);
       }
@@ -1204,8 +1208,10 @@ class TimerHeap {
       *slot = top;
       return true;
     }
+    // payloads_ grows and shrinks with meta_ (GrowSlotTable, Reserve,
+    // the shrinks), so it has room where meta_ has (VerifyInvariants).
     if (free_list_pending_ || records == meta_.capacity() ||
-        payloads_.size() == payloads_.capacity() || records >= kNoSlot) {
+        records >= kNoSlot) {
       return false;
     }
     *slot = static_cast<uint32_t>(records);
@@ -1521,6 +1527,10 @@ bool TimerHeap<Key, Payload, Compare, Arity>::VerifyInvariants(
     return false;
   };
   if (meta_.size() != payloads_.size()) return fail("slot arrays differ");
+  // Push's fast path checks the room of meta_ alone.
+  if (payloads_.capacity() < meta_.capacity()) {
+    return fail("payload array has less room than the slot table");
+  }
   if ((new_slot_generation_ & 1) != 0) return fail("odd new-slot generation");
   size_t live = 0;
   size_t dead = 0;
