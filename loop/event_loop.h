@@ -776,7 +776,9 @@ class EventLoop {
     // registers on every call.
     void AddChunk();
 
-    static constexpr size_t kShift = 6;
+    // 256 slots (24 KB) a chunk: at 64, allocating the chunks cost ~4
+    // instructions per AddTimer at a million timers (~220 per chunk).
+    static constexpr size_t kShift = 8;
     static constexpr size_t kChunk = size_t{1} << kShift;
     static constexpr size_t kMask = kChunk - 1;
     std::vector<std::unique_ptr<Slot[]>> chunks_;
