@@ -381,13 +381,17 @@ class TimerHeap {
       uint32_t slot;
       uint32_t generation;
       if (__builtin_expect(pos != heap_.capacity() && next_seq_ != kLastSeq &&
-                               TakeRecordFast(&slot, &generation, payload),
+                               TakeRecordFast(&slot, &generation),
                            1)) {
         const uint32_t seq = next_seq_++;
         // The new entry is sifted from registers into the room made here,
         // which SiftUp writes last (it never reads the hole).
         heap_.AppendUninitialized();
         SiftUp(pos, Entry(std::move(deadline), slot, seq));
+        // Last, and as a Payload: a store through the cell's bytes (a char
+        // array, which may alias anything) made GCC reload the arrays'
+        // pointers and counts for the sift.
+        ::new (static_cast<void*>(payloads_[slot].bytes)) Payload(payload);
         return Handle(slot, generation);
       }
     }
@@ -1192,19 +1196,17 @@ class TimerHeap {
   }
 
   // Push's record, where it needs no call: the free list's top, when it
-  // names a free slot, or a new slot inside the table's capacity. Stores
-  // the (trivially copyable) payload in it. False, with nothing changed,
-  // for everything else (AllocateSlot's cases).
+  // names a free slot, or a new slot inside the table's capacity. Its
+  // payload cell is not written: Push stores the payload last. False, with
+  // nothing changed, for everything else (AllocateSlot's cases).
   [[gnu::always_inline]] bool TakeRecordFast(uint32_t* slot,
-                                             uint32_t* generation,
-                                             const Payload& payload) {
+                                             uint32_t* generation) {
     const size_t records = meta_.size();
     if (!free_.empty()) {
       const uint32_t top = free_.back();
       if (top >= records || !IsFree(top)) return false;
       free_.pop_back();
       *generation = ++meta_[top].generation;  // even -> odd: live
-      SetPayload(top, Payload(payload));
       *slot = top;
       return true;
     }
@@ -1218,9 +1220,7 @@ class TimerHeap {
     *generation = new_slot_generation_ + 1;
     // Its position is written when the sift places the entry.
     meta_.AppendUnchecked(kNoSlot, *generation);
-    PayloadCell cell;
-    ::new (static_cast<void*>(cell.bytes)) Payload(payload);
-    payloads_.AppendUnchecked(cell);
+    payloads_.AppendUninitialized();
     return true;
   }
 
