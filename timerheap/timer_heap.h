@@ -388,10 +388,10 @@ class TimerHeap {
         // which SiftUp writes last (it never reads the hole).
         heap_.AppendUninitialized();
         SiftUp(pos, Entry(std::move(deadline), slot, seq));
-        // Last, and as a Payload: a store through the cell's bytes (a char
-        // array, which may alias anything) made GCC reload the arrays'
-        // pointers and counts for the sift.
-        ::new (static_cast<void*>(payloads_[slot].bytes)) Payload(payload);
+        // Last, and as a Payload: a copy of the whole cell (a char array,
+        // which may alias anything) made GCC reload the arrays' pointers
+        // and counts for the sift.
+        SetPayload(slot, Payload(payload));
         return Handle(slot, generation);
       }
     }

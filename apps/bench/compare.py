@@ -324,6 +324,12 @@ def pipe_row_results(results, pipes, active, timeout):
             r["active"] == active and r["timeout"] == timeout]
 
 
+def medians_by_impl(rows, impls):
+    """Each implementation's median of its runs' medians in `rows`."""
+    return {i: median([r["median_us"] for r in rows
+                       if r["impl"] == i and "na" not in r]) for i in impls}
+
+
 def fastest(med, impls):
     """The implementation with the smallest median among impls."""
     have = [(med[i], i) for i in impls if med.get(i) is not None]
@@ -454,18 +460,15 @@ def goals_table(data):
         wins = total = 0
         for (pipes, active) in PIPE_ROWS:
             for timeout in (False, True):
-                rs = [r for r in pipe if r["pipes_requested"] == pipes and
-                      r["active"] == active and r["timeout"] == timeout and
-                      "na" not in r]
-                ev = median([r["median_us"] for r in rs
-                             if r["impl"] == "eventide-epoll"])
-                peers = [median([r["median_us"] for r in rs
-                                 if r["impl"] == p]) for p in PEERS]
-                peers = [p for p in peers if p is not None]
-                if ev is None or not peers:
+                med = medians_by_impl(
+                    pipe_row_results(pipe, pipes, active, timeout),
+                    PEERS + ("eventide-epoll",))
+                best = fastest(med, PEERS)
+                ev = med["eventide-epoll"]
+                if ev is None or best is None:
                     continue
                 total += 1
-                wins += ev <= min(peers)
+                wins += ev <= med[best]
         rows.append(("pipebench wall time: eventide-epoll at or ahead of the "
                      "fastest peer in every row", "%d of %d rows" %
                      (wins, total), verdict(total and wins == total)))
@@ -519,9 +522,7 @@ def same_round_summary(data):
     for (pipes, active) in PIPE_ROWS:
         for timeout in (False, True):
             rs = pipe_row_results(pipe, pipes, active, timeout)
-            med = {i: median([r["median_us"] for r in rs
-                              if r["impl"] == i and "na" not in r])
-                   for i in PEERS + ("eventide-epoll",)}
+            med = medians_by_impl(rs, PEERS + ("eventide-epoll",))
             best = fastest(med, PEERS)
             ratios = (paired_ratios(rs, "eventide-epoll", best)
                       if best else [])
