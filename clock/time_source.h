@@ -9,7 +9,8 @@
 //  - If is_monotonic() is true, successive Now() readings never decrease, and
 //    the loop skips jump correction. If false (a wall clock), readings may
 //    jump in either direction and the loop corrects with DetectJump()
-//    (clock/jump_detector.h).
+//    (clock/jump_detector.h). The answer never changes for a given source:
+//    the loop reads it once, when it is created.
 //  - name() is for logs and test output; the view stays valid for the
 //    lifetime of the source.
 

@@ -167,7 +167,8 @@ class EpollBackend final : public Backend {
         use_pwait2_(use_pwait2),
         batch_modify_(options.epoll_batch_modify),
         max_events_(std::max(1, options.epoll_max_events)) {
-    events_.resize(std::clamp(options.epoll_initial_events, 1, max_events_));
+    events_length_ = std::clamp(options.epoll_initial_events, 1, max_events_);
+    events_.resize(static_cast<size_t>(events_length_));
   }
 
   ~EpollBackend() override { close(epfd_); }
@@ -277,19 +278,14 @@ class EpollBackend final : public Backend {
 
   absl::Status Wait(absl::Duration timeout,
                     std::vector<ReadyEvent>* out) override {
-    FlushModifications();
+    // The rare work stays out of line, so that a pass with neither (the
+    // common case) pays two tests for it.
+    if (!dirty_fds_.empty()) FlushModifications();
 
     // Always-ready fds are reported without asking the kernel; do not block
     // when there is one to report.
-    bool have_not_pollable = false;
-    for (int fd : not_pollable_fds_) {
-      const Slot& slot = slots_[fd];
-      if (di::ReadWriteBits(slot.interest) != 0 &&
-          (!(slot.interest & kEdgeTriggered) || slot.edge_pending)) {
-        have_not_pollable = true;
-        break;
-      }
-    }
+    const bool have_not_pollable =
+        !not_pollable_fds_.empty() && AnyNotPollableReady();
     if (have_not_pollable) timeout = absl::ZeroDuration();
 
     int n;
@@ -302,10 +298,9 @@ class EpollBackend final : public Backend {
     if (pwait2) {
       struct timespec ts;
       di::TimeoutTimespec(timeout, &ts);
-      n = EpollPwait2(epfd_, events_.data(), static_cast<int>(events_.size()),
-                      &ts);
+      n = EpollPwait2(epfd_, events_.data(), events_length_, &ts);
     } else {
-      n = epoll_wait(epfd_, events_.data(), static_cast<int>(events_.size()),
+      n = epoll_wait(epfd_, events_.data(), events_length_,
                      di::TimeoutMillisRoundedUp(timeout));
     }
     if (n == -1) {
@@ -352,20 +347,8 @@ class EpollBackend final : public Backend {
     }
     out->resize(static_cast<size_t>(dst - out->data()));
     if (stale) RebuildKernelSet();
-    if (have_not_pollable) {
-      for (int fd : not_pollable_fds_) {
-        Slot& slot = slots_[fd];
-        const uint32_t rw = di::ReadWriteBits(slot.interest);
-        if (rw == 0) continue;
-        if ((slot.interest & kEdgeTriggered) && !slot.edge_pending) continue;
-        slot.edge_pending = false;
-        out->push_back(ReadyEvent{fd, rw});
-      }
-    }
-    if (static_cast<size_t>(n) == events_.size() &&
-        events_.size() < static_cast<size_t>(max_events_)) {
-      events_.resize(std::min<size_t>(events_.size() * 2, max_events_));
-    }
+    if (have_not_pollable) ReportNotPollable(out);
+    if (n == events_length_ && n < max_events_) GrowEventArray();
     return absl::OkStatus();
   }
 
@@ -416,7 +399,37 @@ class EpollBackend final : public Backend {
     return absl::OkStatus();
   }
 
-  void FlushModifications() {
+  // Whether an always-ready (not pollable) fd has something to report.
+  [[gnu::noinline]] bool AnyNotPollableReady() const {
+    for (int fd : not_pollable_fds_) {
+      const Slot& slot = slots_[fd];
+      if (di::ReadWriteBits(slot.interest) != 0 &&
+          (!(slot.interest & kEdgeTriggered) || slot.edge_pending)) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  [[gnu::noinline]] void ReportNotPollable(std::vector<ReadyEvent>* out) {
+    for (int fd : not_pollable_fds_) {
+      Slot& slot = slots_[fd];
+      const uint32_t rw = di::ReadWriteBits(slot.interest);
+      if (rw == 0) continue;
+      if ((slot.interest & kEdgeTriggered) && !slot.edge_pending) continue;
+      slot.edge_pending = false;
+      out->push_back(ReadyEvent{fd, rw});
+    }
+  }
+
+  // The last batch filled the array: double it (up to max_events_), so the
+  // next wait can take more of what is ready.
+  [[gnu::noinline]] void GrowEventArray() {
+    events_length_ = std::min(events_length_ * 2, max_events_);
+    events_.resize(static_cast<size_t>(events_length_));
+  }
+
+  [[gnu::noinline]] void FlushModifications() {
     for (int fd : dirty_fds_) {
       Slot* slot = Find(fd);
       if (slot == nullptr || !slot->dirty) continue;  // removed meanwhile
@@ -496,6 +509,7 @@ class EpollBackend final : public Backend {
   std::vector<int> dirty_fds_;
   std::vector<int> not_pollable_fds_;
   std::vector<struct epoll_event> events_;
+  int events_length_ = 0;  // events_.size(), as epoll_wait takes it
 };
 
 }  // namespace

@@ -144,9 +144,13 @@ struct LoopStats {
   uint64_t signals_delivered = 0;
   uint64_t clock_jumps_backward = 0;
   uint64_t clock_jumps_forward = 0;
+  // Time in the backend's wait, and time between waits (callbacks, and
+  // whatever the caller does between RunOnce calls). On a monotonic clock
+  // a poll (RunOnce(false)) cannot block and counts as running time.
   absl::Duration time_waiting = absl::ZeroDuration();
   absl::Duration time_running = absl::ZeroDuration();
-  // The longest single dispatch phase (all callbacks of one iteration).
+  // The longest single dispatch phase (all callbacks of one iteration, plus
+  // the next poll, as above).
   absl::Duration longest_dispatch = absl::ZeroDuration();
   // The longest single callback; only measured with profile_callbacks or a
   // finite slow_callback_threshold.
@@ -674,6 +678,13 @@ class EventLoop {
                         MonoTime after_wait);
   // Non-monotonic sources only: a jump while callbacks ran (see the .cc).
   void CorrectJumpDuringCallbacks(MonoTime dispatch_start);
+  // Adds the time since the last wait ended, up to `end`, to the running
+  // time (the callbacks of the last pass, and a poll's own wait).
+  void RecordRunningTime(MonoTime end) {
+    const int64_t ran_ns = end.nanos() - last_wait_end_.nanos();
+    time_running_ns_ += ran_ns;
+    longest_dispatch_ns_ = std::max(longest_dispatch_ns_, ran_ns);
+  }
   void Collect(MonoTime now);
   // Reads the signal fd and queues the watchers of the signals it reported;
   // false if none of them has one.
@@ -727,6 +738,9 @@ class EventLoop {
   std::unique_ptr<Backend> backend_;
   std::string backend_reason_;
   mutable CachedClock clock_;  // reading the time is logically const
+  // clock_.source()->is_monotonic(), read once: a source never changes its
+  // answer (clock/time_source.h), and RunOnce asks on every pass.
+  const bool monotonic_clock_;
   std::unique_ptr<NotifyQueue<Task>> posted_;
   std::unique_ptr<SignalSource> signals_;
 

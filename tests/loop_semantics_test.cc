@@ -471,6 +471,38 @@ TEST_P(LoopTest, PeriodicTimerStaysOnItsGrid) {
   EXPECT_EQ(t.deadline(), start + absl::Milliseconds(60));
 }
 
+TEST_P(LoopTest, APollOnAWallClockReadsItBeforeTheWaitToo) {
+  // Jump detection needs the instant before the wait, poll or not.
+  FakeClock clock(FakeClock::kDefaultStart, /*monotonic=*/false);
+  auto loop = MakeLoop(&clock);
+  int fired = 0;
+  Timer t = loop->AddTimer(absl::Milliseconds(1), [&] { ++fired; });
+  clock.Advance(absl::Milliseconds(1));
+  const int64_t reads_before = clock.now_calls();
+  ASSERT_TRUE(loop->RunOnce(false).ok());
+  EXPECT_EQ(fired, 1);
+  EXPECT_GE(clock.now_calls() - reads_before, 2);
+}
+
+TEST_P(LoopTest, APollCountsAsRunningTimeNotWaiting) {
+  FakeClock clock(FakeClock::kDefaultStart, /*monotonic=*/true);
+  auto loop = MakeLoop(&clock);
+  Timer t = loop->AddTimer(absl::Seconds(100), [] {});
+  // Every reading moves the clock on by 1 ms: a pass that read it before
+  // and after its wait would count that millisecond as waiting.
+  clock.SetAutoAdvance(absl::Milliseconds(1));
+  ASSERT_TRUE(loop->RunOnce(false).ok());
+  // What happens between two polls (callbacks, or the caller's own work)
+  // is running time, as is the poll itself: it cannot block.
+  clock.Advance(absl::Milliseconds(7));
+  ASSERT_TRUE(loop->RunOnce(false).ok());
+  clock.Advance(absl::Milliseconds(3));
+  ASSERT_TRUE(loop->RunOnce(false).ok());
+  EXPECT_EQ(loop->stats().time_waiting, absl::ZeroDuration());
+  EXPECT_EQ(loop->stats().time_running, absl::Milliseconds(12));
+  EXPECT_EQ(loop->stats().longest_dispatch, absl::Milliseconds(8));
+}
+
 TEST_P(LoopTest, EveryCallbackOfAnIterationSeesOneCachedNow) {
   FakeClock clock(FakeClock::kDefaultStart, /*monotonic=*/true);
   auto loop = MakeLoop(&clock);
@@ -484,9 +516,25 @@ TEST_P(LoopTest, EveryCallbackOfAnIterationSeesOneCachedNow) {
   clock.Advance(absl::Milliseconds(1));
   const int64_t reads_before = clock.now_calls();
   ASSERT_TRUE(loop->RunOnce(false).ok());
-  // One read to compute the timeout, one after the wait; the 50 Now() calls
-  // in callbacks cost nothing.
-  EXPECT_EQ(clock.now_calls() - reads_before, 2);
+  // A poll on a monotonic clock reads it once, after the wait; the 50 Now()
+  // calls in callbacks cost nothing.
+  EXPECT_EQ(clock.now_calls() - reads_before, 1);
+  ASSERT_EQ(seen.size(), 50u);
+  for (MonoTime t : seen) EXPECT_EQ(t, seen.front());
+  EXPECT_EQ(seen.front(), clock.Peek());
+
+  // A pass that may block reads it before the wait too, for the timeout.
+  seen.clear();
+  timers.clear();
+  for (int i = 0; i < 5; ++i) {
+    timers.push_back(loop->AddTimer(absl::Milliseconds(1), [&] {
+      for (int j = 0; j < 10; ++j) seen.push_back(loop->Now());
+    }));
+  }
+  clock.Advance(absl::Milliseconds(1));
+  const int64_t reads_before_blocking = clock.now_calls();
+  ASSERT_TRUE(loop->RunOnce(true).ok());
+  EXPECT_EQ(clock.now_calls() - reads_before_blocking, 2);
   ASSERT_EQ(seen.size(), 50u);
   for (MonoTime t : seen) EXPECT_EQ(t, seen.front());
   // Outside an iteration there is no cache: Now() reads the source.

@@ -98,7 +98,7 @@ uint32_t EventsFromPollMask(uint32_t revents) {
   return events;
 }
 
-int TimeoutMillisRoundedUp(absl::Duration timeout) {
+int TimeoutMillisRoundedUpSlow(absl::Duration timeout) {
   if (timeout == absl::InfiniteDuration()) return -1;
   if (timeout <= absl::ZeroDuration()) return 0;
   if (timeout >= kMaxWait) return INT_MAX;

@@ -96,7 +96,13 @@ uint32_t EventsFromPollMask(uint32_t revents);
 
 // Milliseconds for epoll_wait/poll: -1 for infinite, 0 for <= 0, otherwise
 // rounded up (0.4ms -> 1ms, never 0) and clamped to kMaxWait.
-int TimeoutMillisRoundedUp(absl::Duration timeout);
+int TimeoutMillisRoundedUpSlow(absl::Duration timeout);
+inline int TimeoutMillisRoundedUp(absl::Duration timeout) {
+  // A poll, the loop's non-blocking pass, without a call and Duration
+  // arithmetic.
+  if (timeout == absl::ZeroDuration()) return 0;
+  return TimeoutMillisRoundedUpSlow(timeout);
+}
 // A wait that may block for a finite time: the only kind whose nanoseconds
 // matter. Zero (a poll) and infinite waits mean the same to the millisecond
 // calls (epoll_wait, poll), which are cheaper than their timespec variants.
