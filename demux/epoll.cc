@@ -425,7 +425,9 @@ class EpollBackend final : public Backend {
   // The last batch filled the array: double it (up to max_events_), so the
   // next wait can take more of what is ready.
   [[gnu::noinline]] void GrowEventArray() {
-    events_length_ = std::min(events_length_ * 2, max_events_);
+    // In 64 bits: max_events_ may be near INT_MAX.
+    events_length_ = static_cast<int>(
+        std::min<int64_t>(int64_t{events_length_} * 2, max_events_));
     events_.resize(static_cast<size_t>(events_length_));
   }
 
