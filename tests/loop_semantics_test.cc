@@ -508,12 +508,19 @@ TEST_P(LoopTest, EveryCallbackOfAnIterationSeesOneCachedNow) {
   auto loop = MakeLoop(&clock);
   std::vector<MonoTime> seen;
   std::vector<Timer> timers;
-  for (int i = 0; i < 5; ++i) {
-    timers.push_back(loop->AddTimer(absl::Milliseconds(1), [&] {
-      for (int j = 0; j < 10; ++j) seen.push_back(loop->Now());
-    }));
-  }
-  clock.Advance(absl::Milliseconds(1));
+  // Five timers due 1 ms from now, each reading Now() ten times.
+  auto arm_due_timers = [&] {
+    seen.clear();
+    timers.clear();
+    for (int i = 0; i < 5; ++i) {
+      timers.push_back(loop->AddTimer(absl::Milliseconds(1), [&] {
+        for (int j = 0; j < 10; ++j) seen.push_back(loop->Now());
+      }));
+    }
+    clock.Advance(absl::Milliseconds(1));
+  };
+
+  arm_due_timers();
   const int64_t reads_before = clock.now_calls();
   ASSERT_TRUE(loop->RunOnce(false).ok());
   // A poll on a monotonic clock reads it once, after the wait; the 50 Now()
@@ -524,14 +531,7 @@ TEST_P(LoopTest, EveryCallbackOfAnIterationSeesOneCachedNow) {
   EXPECT_EQ(seen.front(), clock.Peek());
 
   // A pass that may block reads it before the wait too, for the timeout.
-  seen.clear();
-  timers.clear();
-  for (int i = 0; i < 5; ++i) {
-    timers.push_back(loop->AddTimer(absl::Milliseconds(1), [&] {
-      for (int j = 0; j < 10; ++j) seen.push_back(loop->Now());
-    }));
-  }
-  clock.Advance(absl::Milliseconds(1));
+  arm_due_timers();
   const int64_t reads_before_blocking = clock.now_calls();
   ASSERT_TRUE(loop->RunOnce(true).ok());
   EXPECT_EQ(clock.now_calls() - reads_before_blocking, 2);
