@@ -511,7 +511,10 @@ class EpollBackend final : public Backend {
   std::vector<int> dirty_fds_;
   std::vector<int> not_pollable_fds_;
   std::vector<struct epoll_event> events_;
-  int events_length_ = 0;  // events_.size(), as epoll_wait takes it
+  // events_.size(), as epoll_wait takes it. Kept, not derived: working it
+  // out from the vector (a division by the 12-byte element) cost about 10
+  // instructions a pass (pipebench 100/1: 815 against 825 per callback).
+  int events_length_ = 0;
 };
 
 }  // namespace

@@ -800,8 +800,8 @@ void EventLoop::Collect(MonoTime now) {
   }
   stats_.io_events += io_events;
   if (io_events != 0) found_work = true;
-  // CollectTimers' own first test, repeated here to spare most passes the
-  // call.
+  // Tested here, not in CollectTimers: most passes have no timer due and
+  // skip the call.
   if (!timers_.empty() && !(now < timers_.TopKey())) {
     const size_t before_timers = stats_.timers_fired;
     CollectTimers(now);
@@ -833,7 +833,6 @@ bool EventLoop::CollectSignals() {
 }
 
 void EventLoop::CollectTimers(MonoTime now) {
-  if (timers_.empty() || now < timers_.TopKey()) return;
   // All due entries leave the heap at once, in firing order (PopDue turns a
   // large batch into one pass instead of a sift per timer); the ones that
   // must stay armed go back in with a fresh handle. Their new deadlines are

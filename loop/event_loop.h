@@ -691,6 +691,7 @@ class EventLoop {
   bool CollectSignals();
   // fd_to_slot_[fd] = value, growing the map.
   void SetFdSlot(int fd, int32_t value);
+  // Only when a timer is due (the heap's top key is at or before `now`).
   void CollectTimers(MonoTime now);
   void Dispatch();
   // Runs the normal-priority io callbacks of a direct batch straight from
