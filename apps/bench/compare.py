@@ -32,10 +32,12 @@ ratios to the fastest peer and to the raw floor, ratios within each round
 """
 
 import argparse
+import atexit
 import datetime
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -749,6 +751,9 @@ def main():
             "round_trips": args.round_trips, "json_path": args.json,
             "command": args.command}
     work = tempfile.mkdtemp(prefix="eventide-compare.")
+    # Callgrind's output files are read back into the JSON; the directory
+    # is scratch, removed however the run ends.
+    atexit.register(shutil.rmtree, work, ignore_errors=True)
     try:
         data["commit"] = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True,

@@ -12,7 +12,8 @@
 #                              (default $HOME/.cache/eventide-fuzz; never the
 #                              shared one: --config=fuzz switches compilers)
 #   EVENTIDE_FUZZ_ARTIFACTS    where crash/leak/timeout inputs and logs go
-#                              (default: a new directory under /tmp)
+#                              (default: a new directory under /tmp, kept
+#                              only if a target failed)
 #   EVENTIDE_FUZZ_TARGETS      space-separated labels instead of the query
 #
 # The tree is never written: libFuzzer's new inputs go to a temporary copy
@@ -30,7 +31,13 @@ fi
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
 output_base=${EVENTIDE_FUZZ_OUTPUT_BASE:-$HOME/.cache/eventide-fuzz}
-artifacts=${EVENTIDE_FUZZ_ARTIFACTS:-$(mktemp -d -t eventide-fuzz-artifacts.XXXXXX)}
+if [[ -n ${EVENTIDE_FUZZ_ARTIFACTS:-} ]]; then
+  artifacts=$EVENTIDE_FUZZ_ARTIFACTS
+  own_artifacts=0
+else
+  artifacts=$(mktemp -d -t eventide-fuzz-artifacts.XXXXXX)
+  own_artifacts=1
+fi
 mkdir -p "$artifacts"
 work=$(mktemp -d -t eventide-fuzz-work.XXXXXX)
 bazel=(./bazelw --output_base="$output_base")
@@ -127,10 +134,17 @@ done
 
 end=$(date +%s)
 echo
-echo "run_fuzzers: summary (build $((build_done - start))s, total $((end - start))s; logs and artifacts in $artifacts)"
+echo "run_fuzzers: summary (build $((build_done - start))s, total $((end - start))s)"
 printf '  %s\n' "${summary[@]}"
 if ((${#failed[@]})); then
   echo "run_fuzzers: FAILED: ${failed[*]} (crash inputs: $artifacts/<name>-crash-*, leak-*, timeout-*, oom-*)" >&2
   exit 1
 fi
-echo "run_fuzzers: all passed"
+# The logs matter only when something failed: a directory we made ourselves
+# goes away on success so that repeated CI runs do not pile up in /tmp.
+if ((own_artifacts)); then
+  rm -rf "$artifacts"
+  echo "run_fuzzers: all passed (logs removed)"
+else
+  echo "run_fuzzers: all passed (logs in $artifacts)"
+fi
