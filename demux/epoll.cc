@@ -189,42 +189,25 @@ class EpollBackend final : public Backend {
   }
 
   absl::Status Add(int fd, uint32_t interest) override {
-    // Only unknown bits can be wrong here (edge-triggered is supported);
-    // testing them inline keeps a call and a Status off re-registration.
-    if ((interest & ~kAllInterestBits) != 0) {
-      return di::ValidateInterest(interest, true, kName, "Add", fd);
-    }
-    if (fd < 0) return di::ErrnoError(EBADF, kName, "Add", fd);
-    if (Find(fd) != nullptr) return di::AlreadyRegistered(kName, fd);
-    Slot& slot = di::GrowFor(slots_, fd);
+    // Inline only the common case, once per Start of a watcher (pipebench
+    // re-registers every watcher per iteration): a known, unregistered fd
+    // with valid interest to put in the kernel, and the kernel agrees.
+    // Everything else is out of line, so that this path needs few saved
+    // registers.
     const uint32_t mask = EpollMaskFor(interest);
-    bool in_kernel = false;
-    bool not_pollable = false;
-    if (mask == 0) {
-      // Parked: nothing in the kernel, but the fd must still be valid.
-      if (absl::Status s = di::CheckFdOpen(fd, kName, "Add"); !s.ok()) {
-        return s;
-      }
-    } else {
-      struct epoll_event ev = {};
-      ev.events = mask;
-      ev.data.u64 = MakeToken(fd, slot.generation + 1);
-      if (epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) == 0) {
-        in_kernel = true;
-      } else if (errno == EPERM) {
-        not_pollable = true;  // regular file or directory: always ready
-      } else {
-        return di::ErrnoError(errno, kName, "Add", fd);
-      }
+    // A negative fd converts to a huge size_t and takes AddSlow too.
+    if ((interest & ~kAllInterestBits) != 0 || mask == 0 ||
+        static_cast<size_t>(fd) >= slots_.size() || slots_[fd].registered) {
+      return AddSlow(fd, interest);
     }
-    slot.generation++;
-    slot.live_token = MakeToken(fd, slot.generation);
-    slot.registered = true;
-    slot.interest = interest;
-    slot.kernel_mask = in_kernel ? mask : 0;
-    slot.not_pollable = not_pollable;
-    slot.edge_pending = true;
-    if (not_pollable) not_pollable_fds_.push_back(fd);
+    Slot& slot = slots_[fd];
+    struct epoll_event ev = {};
+    ev.events = mask;
+    ev.data.u64 = MakeToken(fd, slot.generation + 1);
+    if (epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+      return AddRefused(fd, interest, errno);
+    }
+    Register(fd, interest, mask, slot);
     return absl::OkStatus();
   }
 
@@ -254,26 +237,17 @@ class EpollBackend final : public Backend {
   absl::Status Remove(int fd) override {
     Slot* slot = Find(fd);
     if (slot == nullptr) return di::NotRegistered(kName, "Remove", fd);
-    absl::Status status;
+    int err = 0;
     if (slot->kernel_mask != 0) {
       struct epoll_event ev = {};  // non-NULL for kernels before 2.6.9
-      // EBADF/ENOENT: the caller closed fd first (backend.h) and the kernel
-      // forgot it, or, if a dup() keeps the file open, still reports it
-      // under our old token, which Wait then drops for good
-      // (RebuildKernelSet). Our bookkeeping is dropped all the same.
-      if (epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, &ev) == -1 && errno != EBADF &&
-          errno != ENOENT) {
-        status = di::ErrnoError(errno, kName, "Remove", fd);
-      }
+      if (epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, &ev) == -1) err = errno;
     }
-    if (slot->not_pollable) {
-      not_pollable_fds_.erase(
-          std::find(not_pollable_fds_.begin(), not_pollable_fds_.end(), fd));
-    }
+    if (slot->not_pollable) ForgetNotPollable(fd);
     const uint32_t generation = slot->generation;
     *slot = Slot();
     slot->generation = generation;  // keeps stale tokens stale
-    return status;
+    if (err != 0) return RemoveError(fd, err);
+    return absl::OkStatus();
   }
 
   absl::Status Wait(absl::Duration timeout,
@@ -365,6 +339,72 @@ class EpollBackend final : public Backend {
     // generations start at 1): Wait checks both with one compare.
     uint64_t live_token = 0;
   };
+
+  // Records a registration made: a new generation, so that tokens of
+  // earlier ones read as stale in Wait.
+  static void Register(int fd, uint32_t interest, uint32_t kernel_mask,
+                       Slot& slot) {
+    slot.generation++;
+    slot.live_token = MakeToken(fd, slot.generation);
+    slot.registered = true;
+    slot.interest = interest;
+    slot.kernel_mask = kernel_mask;
+    slot.not_pollable = false;
+    slot.edge_pending = true;
+  }
+
+  // Add's every case: bad arguments, an fd past the table, one already
+  // registered, an interest with nothing for the kernel (parked).
+  [[gnu::noinline]] absl::Status AddSlow(int fd, uint32_t interest) {
+    if ((interest & ~kAllInterestBits) != 0) {
+      return di::ValidateInterest(interest, true, kName, "Add", fd);
+    }
+    if (fd < 0) return di::ErrnoError(EBADF, kName, "Add", fd);
+    if (Find(fd) != nullptr) return di::AlreadyRegistered(kName, fd);
+    Slot& slot = di::GrowFor(slots_, fd);
+    const uint32_t mask = EpollMaskFor(interest);
+    if (mask == 0) {
+      // Parked: nothing in the kernel, but the fd must still be valid.
+      if (absl::Status s = di::CheckFdOpen(fd, kName, "Add"); !s.ok()) {
+        return s;
+      }
+      Register(fd, interest, 0, slot);
+      return absl::OkStatus();
+    }
+    struct epoll_event ev = {};
+    ev.events = mask;
+    ev.data.u64 = MakeToken(fd, slot.generation + 1);
+    if (epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+      return AddRefused(fd, interest, errno);
+    }
+    Register(fd, interest, mask, slot);
+    return absl::OkStatus();
+  }
+
+  // EPOLL_CTL_ADD failed with `err` for a slot that exists.
+  [[gnu::noinline]] absl::Status AddRefused(int fd, uint32_t interest,
+                                            int err) {
+    if (err != EPERM) return di::ErrnoError(err, kName, "Add", fd);
+    // A regular file or directory: always ready, reported by Wait itself.
+    Register(fd, interest, 0, slots_[fd]);
+    slots_[fd].not_pollable = true;
+    not_pollable_fds_.push_back(fd);
+    return absl::OkStatus();
+  }
+
+  [[gnu::noinline]] void ForgetNotPollable(int fd) {
+    not_pollable_fds_.erase(
+        std::find(not_pollable_fds_.begin(), not_pollable_fds_.end(), fd));
+  }
+
+  // EPOLL_CTL_DEL failed with `err`; the bookkeeping is dropped already.
+  // EBADF/ENOENT: the caller closed fd first (backend.h) and the kernel
+  // forgot it, or, if a dup() keeps the file open, still reports it under
+  // our old token, which Wait then drops for good (RebuildKernelSet).
+  [[gnu::noinline]] static absl::Status RemoveError(int fd, int err) {
+    if (err == EBADF || err == ENOENT) return absl::OkStatus();
+    return di::ErrnoError(err, kName, "Remove", fd);
+  }
 
   Slot* Find(int fd) {
     if (fd < 0 || static_cast<size_t>(fd) >= slots_.size()) return nullptr;
