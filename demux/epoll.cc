@@ -200,15 +200,7 @@ class EpollBackend final : public Backend {
         static_cast<size_t>(fd) >= slots_.size() || slots_[fd].registered) {
       return AddSlow(fd, interest);
     }
-    Slot& slot = slots_[fd];
-    struct epoll_event ev = {};
-    ev.events = mask;
-    ev.data.u64 = MakeToken(fd, slot.generation + 1);
-    if (epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
-      return AddRefused(fd, interest, errno);
-    }
-    Register(fd, interest, mask, slot);
-    return absl::OkStatus();
+    return AddToKernel(fd, interest, mask, slots_[fd]);
   }
 
   absl::Status Modify(int fd, uint32_t interest) override {
@@ -371,6 +363,12 @@ class EpollBackend final : public Backend {
       Register(fd, interest, 0, slot);
       return absl::OkStatus();
     }
+    return AddToKernel(fd, interest, mask, slot);
+  }
+
+  // The rest of Add for an unregistered slot and a non-zero mask.
+  absl::Status AddToKernel(int fd, uint32_t interest, uint32_t mask,
+                           Slot& slot) {
     struct epoll_event ev = {};
     ev.events = mask;
     ev.data.u64 = MakeToken(fd, slot.generation + 1);
