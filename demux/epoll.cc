@@ -211,6 +211,7 @@ class EpollBackend final : public Backend {
     }
     Slot* slot = Find(fd);
     if (slot == nullptr) return di::NotRegistered(kName, "Modify", fd);
+    const uint32_t old_interest = slot->interest;
     slot->interest = interest;
     slot->edge_pending = true;
     if (slot->not_pollable) return absl::OkStatus();
@@ -223,7 +224,11 @@ class EpollBackend final : public Backend {
       }
       return absl::OkStatus();
     }
-    return Apply(fd, *slot);
+    absl::Status status = Apply(fd, *slot);
+    // A refused change leaves the interest the caller still has (the loop
+    // keeps its own copy unchanged on error too).
+    if (!status.ok()) slot->interest = old_interest;
+    return status;
   }
 
   absl::Status Remove(int fd) override {
@@ -383,11 +388,17 @@ class EpollBackend final : public Backend {
   [[gnu::noinline]] absl::Status AddRefused(int fd, uint32_t interest,
                                             int err) {
     if (err != EPERM) return di::ErrnoError(err, kName, "Add", fd);
-    // A regular file or directory: always ready, reported by Wait itself.
     Register(fd, interest, 0, slots_[fd]);
-    slots_[fd].not_pollable = true;
-    not_pollable_fds_.push_back(fd);
+    MarkNotPollable(fd, slots_[fd]);
     return absl::OkStatus();
+  }
+
+  // epoll refused `fd` with EPERM: a regular file or directory, always
+  // ready, which Wait reports itself. Not in the kernel set.
+  void MarkNotPollable(int fd, Slot& slot) {
+    slot.not_pollable = true;
+    slot.edge_pending = true;
+    not_pollable_fds_.push_back(fd);
   }
 
   [[gnu::noinline]] void ForgetNotPollable(int fd) {
@@ -431,6 +442,13 @@ class EpollBackend final : public Backend {
       op = EPOLL_CTL_MOD;
     }
     if (epoll_ctl(epfd_, op, fd, &ev) == -1) {
+      if (op == EPOLL_CTL_ADD && errno == EPERM) {
+        // Added with no interest, so epoll was never asked until now: a
+        // regular file or directory, always ready from here on, as if Add
+        // had been given this interest.
+        MarkNotPollable(fd, slot);
+        return absl::OkStatus();
+      }
       return di::ErrnoError(errno, kName, "Modify", fd);
     }
     slot.kernel_mask = mask;

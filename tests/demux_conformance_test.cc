@@ -543,6 +543,31 @@ TEST_P(DemuxConformanceTest, RegularFileIsAlwaysReady) {
   EXPECT_EVENTS(EventsFor(file.get(), absl::Milliseconds(20)), 0u);
 }
 
+// Added with no interest, a regular file has not been shown to the kernel
+// yet (epoll refuses it only when asked); given interest later, it must be
+// always ready all the same, not an error.
+TEST_P(DemuxConformanceTest, ParkedRegularFileGivenInterestIsAlwaysReady) {
+  const char* dir = getenv("TEST_TMPDIR");
+  std::string path = absl::StrCat(dir ? dir : "/tmp", "/demux_parked_XXXXXX");
+  UniqueFd file(mkstemp(path.data()));
+  ASSERT_GE(file.get(), 0);
+  unlink(path.c_str());
+  ASSERT_TRUE(backend_->Add(file.get(), 0).ok());
+  EXPECT_EVENTS(EventsFor(file.get(), absl::Milliseconds(20)), 0u);
+  absl::Status status = backend_->Modify(file.get(), kReadable);
+  ASSERT_TRUE(status.ok()) << status;
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EVENTS(EventsFor(file.get()), kReadable) << "wait #" << i;
+  }
+  ASSERT_TRUE(backend_->Modify(file.get(), 0).ok());
+  EXPECT_EVENTS(EventsFor(file.get(), absl::Milliseconds(20)), 0u);
+  ASSERT_TRUE(backend_->Remove(file.get()).ok());
+  // The number can be registered afresh: nothing of the old entry is left.
+  ASSERT_TRUE(backend_->Add(file.get(), kWritable).ok());
+  EXPECT_EVENTS(EventsFor(file.get()), kWritable);
+  ASSERT_TRUE(backend_->Remove(file.get()).ok());
+}
+
 // ---------------------------------------------------------------------------
 // One entry per fd, Remove inside a batch, stale events
 
