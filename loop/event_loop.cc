@@ -1033,7 +1033,19 @@ void EventLoop::DispatchDueTimers() {
 
 void EventLoop::Invoke(const Pending& p) {
   Slot& s = slots_[p.slot];
-  if (s.epoch != p.epoch) return;  // stopped, rescheduled or released since
+  if (s.epoch != p.epoch) {
+    // Stopped, rescheduled or released since: dropped. Except an io
+    // timeout whose watcher is still active and was not re-armed, which
+    // only a new interest (SetInterest) leaves: the watcher was idle past
+    // its deadline whatever it now waits for, and collecting the timeout
+    // took it out of the heap, so dropping it would leave the watcher
+    // without any. A stop, a restart (StartIo arms) or a release (and any
+    // reuse of the slot) all fail the test.
+    if (!p.timed_out || s.kind != SlotKind::kIo || !s.active || s.timer_armed ||
+        s.interval() == absl::InfiniteDuration()) {
+      return;
+    }
+  }
   MonoTime start;
   if (time_callbacks_) start = clock_.NowUncached();
   running_slot_ = p.slot;

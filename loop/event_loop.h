@@ -197,7 +197,8 @@ class IoWatcher : public WatcherHandle {
   // True while registered with the backend.
   bool active() const;
   // Changes the interest (kReadable / kWritable); a pending, not yet invoked
-  // event of the old interest is dropped.
+  // readiness of the old interest is dropped. A pending inactivity timeout
+  // is not: the watcher was idle past its deadline either way.
   absl::Status SetInterest(uint32_t interest);
   uint32_t interest() const;
   // Re-arms a stopped (or fired one-shot) watcher with its current interest.

@@ -1097,6 +1097,52 @@ TEST_P(LoopTest, ReadinessDroppedByANewInterestStillResetsTheTimeout) {
   }
 }
 
+// A timeout collected for a pass is owed to its watcher even if an earlier
+// callback of that pass gives the watcher a new interest: the watcher was
+// idle past its deadline whatever it now waits for. Until this was fixed the
+// timeout was dropped like stale readiness, and since collecting it had
+// taken it out of the heap, the watcher never timed out again.
+TEST_P(LoopTest, ATimeoutCollectedBeforeANewInterestStillRuns) {
+  FakeClock clock(FakeClock::kDefaultStart, /*monotonic=*/true);
+  auto loop = MakeLoop(&clock);
+  SocketPair idle, busy;
+  int timeouts = 0;
+  IoOptions options;
+  options.timeout = absl::Milliseconds(100);
+  auto idle_watcher = loop->WatchIo(
+      idle.a(), kReadable,
+      [&](const IoEvent& ev) {
+        EXPECT_TRUE(ev.timed_out);
+        ++timeouts;
+      },
+      options);
+  ASSERT_TRUE(idle_watcher.ok()) << idle_watcher.status();
+  int reads = 0;
+  auto busy_watcher = loop->WatchIo(busy.a(), kReadable, [&](const IoEvent&) {
+    char byte;
+    ASSERT_EQ(read(busy.a(), &byte, 1), 1);
+    ++reads;
+    // Readiness runs before timers at normal priority: the idle watcher's
+    // timeout is collected and waiting behind this callback. The same
+    // interest again is a new interest all the same (the loop does not
+    // compare), and nothing becomes ready.
+    ASSERT_TRUE(idle_watcher->SetInterest(kReadable).ok());
+  });
+  ASSERT_TRUE(busy_watcher.ok()) << busy_watcher.status();
+  clock.Advance(absl::Milliseconds(150));
+  WriteByte(busy.b());
+  ASSERT_TRUE(loop->RunOnce(false).ok());
+  EXPECT_EQ(reads, 1);
+  EXPECT_EQ(timeouts, 1);
+  // And it stays armed: 100 ms from that pass, then 100 ms again.
+  for (int expected = 2; expected <= 3; ++expected) {
+    clock.Advance(absl::Milliseconds(100));
+    ASSERT_TRUE(loop->RunOnce(false).ok());
+    EXPECT_EQ(timeouts, expected);
+  }
+  EXPECT_EQ(reads, 1);
+}
+
 // Within one pass: posted work first, then high, normal and low priority; at
 // normal priority, readiness before timers. With a high-priority watcher
 // ready and a timer due, the batch goes through the queues; without either,
