@@ -121,6 +121,16 @@ UniqueFd BoundTcpSocket(sockaddr_in* addr, int listen_backlog) {
 
 // A connected TCP pair over loopback; `listener` is kept so a test can watch
 // it too.
+// An open, already unlinked regular file in the test's temporary directory
+// (-1 if it cannot be made).
+UniqueFd TempRegularFile() {
+  const char* dir = getenv("TEST_TMPDIR");
+  std::string path = absl::StrCat(dir ? dir : "/tmp", "/demux_regular_XXXXXX");
+  UniqueFd file(mkstemp(path.data()));
+  if (file.get() >= 0) unlink(path.c_str());
+  return file;
+}
+
 struct TcpPair {
   UniqueFd listener, client, server;
   sockaddr_in addr;
@@ -525,11 +535,8 @@ TEST_P(DemuxConformanceTest, RefusedConnectReportsError) {
 }
 
 TEST_P(DemuxConformanceTest, RegularFileIsAlwaysReady) {
-  const char* dir = getenv("TEST_TMPDIR");
-  std::string path = absl::StrCat(dir ? dir : "/tmp", "/demux_regular_XXXXXX");
-  UniqueFd file(mkstemp(path.data()));
+  UniqueFd file = TempRegularFile();
   ASSERT_GE(file.get(), 0);
-  unlink(path.c_str());
   ASSERT_TRUE(backend_->Add(file.get(), kReadable | kWritable).ok());
   for (int i = 0; i < 3; ++i) {
     EXPECT_EVENTS(EventsFor(file.get()), kReadable | kWritable)
@@ -547,11 +554,8 @@ TEST_P(DemuxConformanceTest, RegularFileIsAlwaysReady) {
 // yet (epoll refuses it only when asked); given interest later, it must be
 // always ready all the same, not an error.
 TEST_P(DemuxConformanceTest, ParkedRegularFileGivenInterestIsAlwaysReady) {
-  const char* dir = getenv("TEST_TMPDIR");
-  std::string path = absl::StrCat(dir ? dir : "/tmp", "/demux_parked_XXXXXX");
-  UniqueFd file(mkstemp(path.data()));
+  UniqueFd file = TempRegularFile();
   ASSERT_GE(file.get(), 0);
-  unlink(path.c_str());
   ASSERT_TRUE(backend_->Add(file.get(), 0).ok());
   EXPECT_EVENTS(EventsFor(file.get(), absl::Milliseconds(20)), 0u);
   absl::Status status = backend_->Modify(file.get(), kReadable);

@@ -84,6 +84,21 @@ class LoopTest : public ::testing::TestWithParam<std::string> {
         absl::Hours(1), [] {}, options);
   }
 
+  // Watches `fd` for reading with a 100 ms idle timeout on a pair nobody
+  // writes to: every call must be a timeout, counted in *timeouts.
+  static absl::StatusOr<IoWatcher> WatchForTimeouts(EventLoop& loop, int fd,
+                                                    int* timeouts) {
+    IoOptions options;
+    options.timeout = absl::Milliseconds(100);
+    return loop.WatchIo(
+        fd, kReadable,
+        [timeouts](const IoEvent& ev) {
+          EXPECT_TRUE(ev.timed_out);
+          ++*timeouts;
+        },
+        options);
+  }
+
   // Watches both pairs for reading with a 100 ms idle timeout: a timeout
   // counts in timeouts[i]; readiness reads the byte and runs on_read(i).
   static void WatchBothWithTimeout(EventLoop& loop, SocketPair (&pairs)[2],
@@ -762,15 +777,7 @@ TEST_P(LoopTest, StopAndStartRestartTheInactivityTimeout) {
   auto loop = MakeLoop(&clock);
   SocketPair sp;
   int timeouts = 0;
-  IoOptions options;
-  options.timeout = absl::Milliseconds(100);
-  auto w = loop->WatchIo(
-      sp.a(), kReadable,
-      [&](const IoEvent& ev) {
-        EXPECT_TRUE(ev.timed_out);
-        ++timeouts;
-      },
-      options);
+  auto w = WatchForTimeouts(*loop, sp.a(), &timeouts);
   ASSERT_TRUE(w.ok());
   clock.Advance(absl::Milliseconds(80));
   ASSERT_TRUE(loop->RunOnce(false).ok());
@@ -1107,15 +1114,7 @@ TEST_P(LoopTest, ATimeoutCollectedBeforeANewInterestStillRuns) {
   auto loop = MakeLoop(&clock);
   SocketPair idle, busy;
   int timeouts = 0;
-  IoOptions options;
-  options.timeout = absl::Milliseconds(100);
-  auto idle_watcher = loop->WatchIo(
-      idle.a(), kReadable,
-      [&](const IoEvent& ev) {
-        EXPECT_TRUE(ev.timed_out);
-        ++timeouts;
-      },
-      options);
+  auto idle_watcher = WatchForTimeouts(*loop, idle.a(), &timeouts);
   ASSERT_TRUE(idle_watcher.ok()) << idle_watcher.status();
   int reads = 0;
   auto busy_watcher = loop->WatchIo(busy.a(), kReadable, [&](const IoEvent&) {
