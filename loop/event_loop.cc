@@ -494,8 +494,8 @@ void EventLoop::Defer(Task fn) { deferred_.push_back(std::move(fn)); }
 // ----------------------------------------------------------- cross-thread --
 
 bool EventLoop::IsInLoopThread() const {
-  return loop_thread_.load(std::memory_order_relaxed) ==
-         std::this_thread::get_id();
+  // seq_cst (a plain load on x86): see Stop().
+  return loop_thread_.load() == std::this_thread::get_id();
 }
 
 absl::Status EventLoop::Post(Task fn) {
@@ -512,6 +512,12 @@ absl::Status EventLoop::RunInLoop(Task fn) {
 }
 
 void EventLoop::Stop() {
+  // The flag, then the loop's thread; the loop stores its thread, then
+  // reads the flag (RunOnce, ComputeTimeout). All four sequentially
+  // consistent, so at least one side sees the other's store: either this
+  // thread knows it is not the loop's and wakes it, or the loop sees the
+  // flag and does not block. With weaker orders a Stop() from the creating
+  // thread while another thread starts running the loop could do neither.
   stop_requested_.store(true);
   // Wake a wait in progress; an empty task is skipped when drained.
   if (!IsInLoopThread()) (void)posted_->Push(Task());
@@ -583,8 +589,10 @@ bool EventLoop::HasActiveWork() const {
 }
 
 absl::Duration EventLoop::ComputeTimeout(bool block, MonoTime now) const {
-  if (!block || stop_requested_.load(std::memory_order_relaxed) ||
-      !deferred_.empty() || !idle_slots_.empty() || !posted_batch_.empty()) {
+  // A pending Stop() only concerns Run(): a caller driving the loop with
+  // RunOnce(true) keeps blocking (Run consumes the request).
+  if (!block || (in_run_ && stop_requested_.load()) || !deferred_.empty() ||
+      !idle_slots_.empty() || !posted_batch_.empty()) {
     return absl::ZeroDuration();
   }
   // Only parked entries (stopped io watchers) are no reason to wait: a
@@ -607,6 +615,7 @@ absl::Status EventLoop::Run(RunMode mode) {
   // A Stop() that came before Run() (e.g. from another thread) is honoured
   // after one iteration rather than lost.
   wait_for_posts_ = mode == RunMode::kUntilStopped;
+  in_run_ = true;
   absl::Status status;
   for (;;) {
     if (mode == RunMode::kUntilIdle && !HasActiveWork()) break;
@@ -615,14 +624,16 @@ absl::Status EventLoop::Run(RunMode mode) {
     if (stop_requested_.exchange(false)) break;
   }
   wait_for_posts_ = false;
+  in_run_ = false;
   return status;
 }
 
-void EventLoop::CorrectClockJump(MonoTime before_wait, absl::Duration timeout,
-                                 MonoTime after_wait) {
+absl::Duration EventLoop::CorrectClockJump(MonoTime before_wait,
+                                           absl::Duration timeout,
+                                           MonoTime after_wait) {
   const ClockJump jump = DetectJump(before_wait, timeout, after_wait,
                                     options_.forward_jump_tolerance);
-  if (jump.kind == ClockJump::Kind::kNone) return;
+  if (jump.kind == ClockJump::Kind::kNone) return jump.measured;
   absl::Duration offset = jump.offset;
   if (jump.kind == ClockJump::Kind::kBackward) {
     ++stats_.clock_jumps_backward;
@@ -636,6 +647,9 @@ void EventLoop::CorrectClockJump(MonoTime before_wait, absl::Duration timeout,
   }
   // Every deadline moves by the same amount, so the heap order holds.
   ShiftTimers(offset);
+  // Backward: no time at all; forward: the whole timeout, or none if the
+  // wait returned readiness.
+  return jump.measured - offset;
 }
 
 void EventLoop::CorrectJumpDuringCallbacks(MonoTime dispatch_start) {
@@ -665,7 +679,11 @@ void EventLoop::CorrectJumpDuringCallbacks(MonoTime dispatch_start) {
 
 absl::Status EventLoop::RunOnce(bool block) {
   if (dispatching_) Die("RunOnce/Run called from inside a callback");
-  loop_thread_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+  // Stored only when it changes (the first pass on a thread), sequentially
+  // consistent then: see Stop().
+  const std::thread::id me = std::this_thread::get_id();
+  if (loop_thread_.load(std::memory_order_relaxed) != me)
+    loop_thread_.store(me);
   ++stats_.iterations;
 
   clock_.ClearCache();
@@ -697,13 +715,13 @@ absl::Status EventLoop::RunOnce(bool block) {
       poll_only ? absl::ZeroDuration() : ComputeTimeout(block, before);
   absl::Status status = backend_->Wait(timeout, &ready_);
   MonoTime now = clock_.UpdateCache();
-  if (!monotonic) {
-    CorrectClockJump(before, timeout, now);
-  }
   if (poll_only) {
     if (have_last_wait_end_) RecordRunningTime(now);
-  } else {
+  } else if (monotonic) {
     time_waiting_ns_ += now.nanos() - before.nanos();
+  } else {
+    time_waiting_ns_ +=
+        absl::ToInt64Nanoseconds(CorrectClockJump(before, timeout, now));
   }
   last_wait_end_ = now;
   have_last_wait_end_ = true;

@@ -16,7 +16,10 @@
 //
 // Threads: an EventLoop and its watchers belong to the thread that runs it.
 // Only Stop(), Post(), RunInLoop() and IsInLoopThread() may be called from
-// other threads.
+// other threads. Until its first RunOnce() or Run(), the loop belongs to the
+// thread that created it (which sets up its watchers), and RunInLoop() there
+// runs fn at once. A loop created on one thread to be run on another should
+// get its work by Post() until that thread runs it, or be created there.
 //
 // Exceptions: the library itself throws none. An exception that escapes a
 // callback (io, timer, signal, idle, posted or deferred) is a fatal error: the
@@ -302,7 +305,9 @@ class EventLoop {
   // it waits for the next timer, I/O or signal, but returns at once when
   // nothing is active (work Post()ed from other threads is not waited for).
   absl::Status RunOnce(bool block = true);
-  // Any thread. Makes Run() return after the current iteration.
+  // Any thread. Makes Run() return after the current iteration; a Stop()
+  // before Run() makes the next Run() return after one iteration. RunOnce()
+  // outside Run() neither consumes nor heeds it.
   void Stop();
   // Something is left to wait for (see RunMode::kUntilIdle).
   bool HasActiveWork() const;
@@ -675,8 +680,11 @@ class EventLoop {
   void StopSignal(uint32_t index);
 
   absl::Duration ComputeTimeout(bool block, MonoTime now) const;
-  void CorrectClockJump(MonoTime before_wait, absl::Duration timeout,
-                        MonoTime after_wait);
+  // Returns how long the wait is taken to have lasted: what the clock
+  // measured, unless that was a jump (then what the timers were shifted to
+  // assume), so that a jump never counts as time waiting.
+  absl::Duration CorrectClockJump(MonoTime before_wait, absl::Duration timeout,
+                                  MonoTime after_wait);
   // Non-monotonic sources only: a jump while callbacks ran (see the .cc).
   void CorrectJumpDuringCallbacks(MonoTime dispatch_start);
   // Adds the time since the last wait ended, up to `end`, to the running
@@ -850,6 +858,7 @@ class EventLoop {
   uint32_t running_slot_ = kNoSlot;
   bool dispatching_ = false;
   bool wait_for_posts_ = false;  // Run(kUntilStopped) in progress
+  bool in_run_ = false;          // Run() in progress (any mode)
   // profile_callbacks or a finite slow_callback_threshold: one flag, so the
   // per-callback cost with both off stays one predictable branch.
   bool time_callbacks_ = false;

@@ -606,6 +606,8 @@ TEST_P(LoopTest, BackwardJumpDuringWaitKeepsRelativeTimeouts) {
   ASSERT_TRUE(loop->RunOnce(false).ok());
   EXPECT_EQ(loop->stats().clock_jumps_backward, 1u);
   EXPECT_EQ(t.deadline() - clock.Peek(), absl::Milliseconds(100));
+  // The jump is not time spent waiting (it was once counted as -1 h).
+  EXPECT_EQ(loop->stats().time_waiting, absl::ZeroDuration());
   clock.Advance(absl::Milliseconds(100));
   ASSERT_TRUE(loop->RunOnce(false).ok());
   EXPECT_EQ(fired, 1);
@@ -641,6 +643,28 @@ TEST_P(LoopTest, ForwardJumpDuringWaitDoesNotFireEveryTimer) {
   EXPECT_EQ(loop->stats().clock_jumps_forward, 1u);
   EXPECT_EQ(fired, 0);
   EXPECT_GT(t.deadline(), clock.Peek());
+  // A poll is taken to have waited its zero timeout, not the 2 h jump.
+  EXPECT_EQ(loop->stats().time_waiting, absl::ZeroDuration());
+}
+
+// Stop() is for Run(): a loop driven by RunOnce(true) keeps blocking for its
+// timers (each pass used to poll while the request was pending, a busy
+// loop), and the request still ends the next Run() after one iteration.
+TEST_P(LoopTest, APendingStopConcernsRunNotRunOnce) {
+  auto loop = MakeLoop();
+  int fired = 0;
+  Timer soon = loop->AddTimer(absl::Milliseconds(50), [&] { ++fired; });
+  loop->Stop();
+  const absl::Time start = absl::Now();
+  for (int i = 0; i < 3 && fired == 0; ++i) {
+    ASSERT_TRUE(loop->RunOnce(true).ok());
+  }
+  EXPECT_EQ(fired, 1);
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(40));
+  Timer late = loop->AddTimer(absl::Seconds(5), [&] { ++fired; });
+  ASSERT_TRUE(loop->Run().ok());
+  EXPECT_EQ(fired, 1) << "Run() did not return after one iteration";
+  EXPECT_LT(absl::Now() - start, absl::Seconds(4));
 }
 
 TEST_P(LoopTest, MonotonicSourceIsNeverCorrected) {
