@@ -68,12 +68,28 @@ struct Connection::KeepAlive {
   ~KeepAlive() {
     // Whether the loop ran this task or drops it unrun (destroyed loop), the
     // user's callbacks go now: they may capture things that capture us.
-    if (connection) connection->callbacks_ = Callbacks();
+    if (connection) {
+      connection->callbacks_ = Callbacks();
+      connection->next_callbacks_.reset();
+    }
   }
   void operator()() {}
 };
 
 // ----------------------------------------------------------- construction --
+
+void Connection::set_callbacks(Callbacks callbacks) {
+  if (callback_depth_ > 0) {
+    next_callbacks_ = std::move(callbacks);
+    return;
+  }
+  callbacks_ = std::move(callbacks);
+}
+
+void Connection::AdoptNextCallbacks() {
+  callbacks_ = std::move(*next_callbacks_);
+  next_callbacks_.reset();
+}
 
 absl::StatusOr<std::shared_ptr<Connection>> Connection::Adopt(
     EventLoop* loop, UniqueFd fd, ConnectionOptions options,

@@ -63,6 +63,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/functional/any_invocable.h"
@@ -221,7 +222,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // Changes the idle timeout; the idle period restarts now.
   void set_idle_timeout(absl::Duration timeout);
-  void set_callbacks(Callbacks callbacks) { callbacks_ = std::move(callbacks); }
+  // Replaces the callbacks (a protocol switch, say). From inside one of this
+  // connection's own callbacks the change takes effect when that callback
+  // returns: replacing the running closure would destroy it, and what it
+  // captured, while it still runs.
+  void set_callbacks(Callbacks callbacks);
 
  private:
   // Holds the last loop reference to a closed connection until the batch is
@@ -249,13 +254,16 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void RunUser(Fn&& fn) {
     ++callback_depth_;
     fn();
-    --callback_depth_;
+    if (--callback_depth_ == 0 && next_callbacks_) AdoptNextCallbacks();
   }
+  void AdoptNextCallbacks();
 
   EventLoop* const loop_;
   UniqueFd fd_;
   ConnectionOptions options_;
   Callbacks callbacks_;
+  // set_callbacks from inside a callback: adopted when it returns.
+  std::optional<Callbacks> next_callbacks_;
   Buffer input_;
   Buffer output_;
   IoWatcher watcher_;

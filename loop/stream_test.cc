@@ -659,6 +659,39 @@ TEST_P(StreamTest, ReadLowWatermarkWaitsForEnoughBytes) {
   EXPECT_EQ(seen, std::vector<size_t>({10, 3}));
 }
 
+// A read callback that switches the connection to new callbacks (a protocol
+// upgrade) keeps running with everything it captured; the switch takes
+// effect when it returns. Before, the closure was destroyed while it ran
+// (AddressSanitizer: heap-use-after-free on the captured string).
+TEST_P(StreamTest, SetCallbacksFromInsideACallbackTakesEffectAfterIt) {
+  auto loop = MakeLoop();
+  Server server(loop.get());
+  std::string log;
+  std::string switched_from;
+  server.on_accept = [&](Connection& accepted) {
+    Connection::Callbacks first;
+    const std::string name(64, 'f');  // on the heap, inside the closure
+    first.on_read = [&log, &switched_from, name](Connection& c, Buffer& in) {
+      log += "first:" + in.Take(in.size()) + ";";
+      Connection::Callbacks second;
+      second.on_read = [&log](Connection&, Buffer& in2) {
+        log += "second:" + in2.Take(in2.size()) + ";";
+      };
+      c.set_callbacks(std::move(second));
+      switched_from = name;  // still ours to read
+    };
+    accepted.set_callbacks(std::move(first));
+  };
+  ASSERT_TRUE(server.Listen().ok());
+  UniqueFd client = Connect(server.address());
+  ASSERT_TRUE(WriteAll(client.get(), "a"));
+  RunUntil(*loop, [&] { return !log.empty(); });
+  ASSERT_TRUE(WriteAll(client.get(), "b"));
+  RunUntil(*loop, [&] { return log.size() > 8; });
+  EXPECT_EQ(log, "first:a;second:b;");
+  EXPECT_EQ(switched_from, std::string(64, 'f'));
+}
+
 TEST_P(StreamTest, ReadHighWatermarkStopsReadingUntilConsumed) {
   auto loop = MakeLoop();
   Server server(loop.get());
