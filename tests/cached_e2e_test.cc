@@ -350,6 +350,40 @@ TEST_F(CachedE2eTest, LargePipelinedRepliesUnderBackPressure) {
   ExpectCallOnOpenConnection(c);
 }
 
+// A client that sends its whole batch and then half-closes (printf | nc, a
+// replay tool) gets every reply, including those of requests held back at
+// the output budget when the EOF arrived; then the server closes. Until
+// this was fixed, the EOF made the server close after what was queued and
+// the held-back requests ran with their replies dropped (about half of
+// the 1000 gets below).
+TEST_F(CachedE2eTest, HalfClosedClientGetsEveryReply) {
+  StartServer();
+  Client c = Connect();
+  const std::string value = MakeValue(10000, 7);
+  std::string requests = Set("k", value);
+  for (int i = 0; i < 1000; ++i) requests += "get k\r\n";
+  requests += "version\r\n";
+  // Sent on a thread: the server stops reading at its budget until we read,
+  // and the kernel buffers cannot hold all of it. Send only reads the
+  // client's fd; the reads here own its buffer.
+  absl::Status sent;
+  std::thread sender([&] {
+    sent = c.Send(requests, 0, absl::Seconds(20));
+    if (sent.ok()) shutdown(c.fd(), SHUT_WR);
+  });
+  absl::StatusOr<std::string> got = c.ReadUntilClosed(absl::Seconds(20));
+  sender.join();
+  ASSERT_TRUE(sent.ok()) << sent;
+  ASSERT_TRUE(got.ok()) << got.status();
+  std::string expected = "STORED\r\n";
+  for (int i = 0; i < 1000; ++i) expected += Value("k", value);
+  ASSERT_TRUE(absl::StartsWith(*got, expected))
+      << got->size() << " bytes received, " << expected.size()
+      << " expected before VERSION";
+  EXPECT_TRUE(absl::StartsWith(got->substr(expected.size()), "VERSION "));
+  EXPECT_TRUE(absl::EndsWith(*got, "\r\n"));
+}
+
 TEST_F(CachedE2eTest, TooLargeValueIsRefusedAndConnectionStaysInSync) {
   StartServer();
   Client c = Connect();

@@ -114,7 +114,12 @@ class Worker {
     callbacks.on_drained = [this, session](Connection& conn) {
       OnRead(*session, conn, conn.input());
     };
-    callbacks.on_peer_eof = [](Connection& conn) { conn.CloseAfterFlush(); };
+    // The peer sends nothing more, but what it sent may not all be answered
+    // yet (requests held back at the output budget): OnRead closes once the
+    // session can do nothing more with its input.
+    callbacks.on_peer_eof = [this, session](Connection& conn) {
+      OnRead(*session, conn, conn.input());
+    };
     callbacks.on_close = [this](Connection& conn, CloseReason,
                                 const absl::Status&) {
       server_->curr_connections_.fetch_sub(1);
@@ -135,6 +140,9 @@ class Worker {
   }
 
   void OnRead(Session& session, Connection& conn, Buffer& input) {
+    // Shutting down: replies in flight are flushed, no new request starts
+    // (its reply could no longer be written).
+    if (shutting_down_) return;
     // Replies already queued count against the budget: a client that
     // pipelines gets of large values but does not read its replies holds at
     // most the budget plus one item here; the rest of its requests wait in
@@ -146,6 +154,8 @@ class Worker {
     // together once, not on every read.
     if (!session.has_pending_output() &&
         input.size() < session.next_read_hint()) {
+      // After the peer's EOF that request can never complete.
+      if (conn.peer_eof()) conn.CloseAfterFlush();
       return;
     }
     output_.clear();
@@ -158,7 +168,18 @@ class Worker {
       traffic_.Add(&traffic_.written, output_.size());
       (void)conn.Write(absl::string_view(output_));
     }
-    if (session.wants_close()) conn.CloseAfterFlush();
+    if (session.wants_close()) {
+      conn.CloseAfterFlush();
+      return;
+    }
+    // After the peer's EOF, close once every complete request is answered:
+    // the session stopped short of the budget (so for want of a complete
+    // request, not of room) with no get left half-answered. Closing
+    // earlier made Write refuse the replies of requests still held back.
+    if (conn.peer_eof() && !session.has_pending_output() &&
+        output_.size() < kOutputBudget - queued) {
+      conn.CloseAfterFlush();
+    }
   }
 
   void BeginShutdown() {
