@@ -212,6 +212,13 @@ void AddFixedPart(Script& s, int64_t now) {
   s.Add("get f\r\n");
   for (const char* exptime : {"+0", "x", "-0"})
     s.Add(absl::StrCat("set f 0 ", exptime, " 1\r\n1\r\n"));
+  // Beyond 32 bits memcached keeps the low 32: never expires, already
+  // expired; a length of 1, a negative length.
+  s.Add("set w1 0 4294967296 1\r\na\r\nset w2 0 2147483648 1\r\nb\r\n");
+  s.Add("set w3 0 4294967296 1 noreply\r\nc\r\nget w1 w2 w3\r\n");
+  s.Add("touch w1 4294967296\r\ngat 4294967296 w3\r\n");
+  s.Add("set w4 0 0 4294967297\r\nd\r\nset w5 0 0 2147483648\r\n");
+  s.Add("get w4 w5\r\n");
   for (const char* bytes : {"-1", "x", "+1", "01"})
     s.Add(absl::StrCat("set f 0 0 ", bytes, "\r\n1\r\n"));
   s.Add("set f 0 0 1\tz\r\n1\r\n");

@@ -98,10 +98,11 @@ bool SafeStrtol(absl::string_view s, int32_t* out) {
     if (r.magnitude > kMaxPos) return false;  // ERANGE above LONG_MAX
     l = static_cast<int64_t>(r.magnitude);
   }
-  if (l > std::numeric_limits<int32_t>::max()) return false;
   if (!TrailerOk(s, r)) return false;
-  // memcached stores the long into an int32_t without a lower bound check;
-  // keep the same low 32 bits (two's complement, as gcc defines it).
+  // memcached stores the long into an int32_t with no range check at all
+  // (checked against 1.6.18: "set k 0 4294967296 1" stores a value that
+  // never expires, exptime 2147483648 one that is already expired); keep
+  // the same low 32 bits (two's complement, as gcc defines it).
   *out = static_cast<int32_t>(static_cast<uint32_t>(static_cast<uint64_t>(l)));
   return true;
 }

@@ -11,8 +11,10 @@
 //     number ("-0" is 0, "-1" is refused for unsigned parses);
 //   - SafeStrtoul() parses a 64-bit unsigned long and keeps its low 32 bits
 //     ("4294967296" becomes 0), as memcached's flags parse does;
-//   - SafeStrtol() refuses values above INT32_MAX but truncates values below
-//     INT32_MIN to 32 bits (memcached's check is one-sided).
+//   - SafeStrtol() parses a 64-bit long and keeps its low 32 bits both ways
+//     ("4294967296" becomes 0, "2147483648" becomes INT32_MIN), as memcached
+//     does for exptimes, lengths and delays; only a value beyond a 64-bit
+//     long is refused.
 // The end of the view plays the part of the terminating NUL.
 //
 // Pure functions: usable from any thread.

@@ -60,13 +60,19 @@ TEST(SafeStrtoulTest, KeepsLow32Bits) {
   EXPECT_FALSE(SafeStrtoul("1x", &v));
 }
 
-TEST(SafeStrtolTest, RangeIsOneSided) {
+TEST(SafeStrtolTest, KeepsTheLow32BitsOfA64BitLong) {
   int32_t v = 1;
   EXPECT_TRUE(SafeStrtol("-1", &v));
   EXPECT_EQ(v, -1);
   EXPECT_TRUE(SafeStrtol("2147483647", &v));
   EXPECT_EQ(v, 2147483647);
-  EXPECT_FALSE(SafeStrtol("2147483648", &v));
+  // Above INT32_MAX too, as memcached 1.6 does (no range check at all).
+  EXPECT_TRUE(SafeStrtol("2147483648", &v));
+  EXPECT_EQ(v, INT32_MIN);
+  EXPECT_TRUE(SafeStrtol("4294967296", &v));
+  EXPECT_EQ(v, 0);
+  EXPECT_TRUE(SafeStrtol("4294967297", &v));
+  EXPECT_EQ(v, 1);
   EXPECT_TRUE(SafeStrtol("-2147483648", &v));
   EXPECT_EQ(v, INT32_MIN);
   // Below INT32_MIN: memcached truncates to 32 bits instead of refusing.
