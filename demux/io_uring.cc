@@ -54,9 +54,11 @@
 #include <poll.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -261,50 +263,45 @@ class IoUringBackend final : public Backend {
                     std::vector<ReadyEvent>* out) override {
     out->clear();
     ++round_;
-
-    // Multishot polls that ended on their own (CQ overflow, regular files).
-    for (int fd : rearm_) {
-      Slot* slot = Find(fd);
-      if (slot != nullptr && !slot->armed &&
-          di::ReadWriteBits(slot->interest) != 0) {
-        Arm(fd, *slot);
-      }
-    }
-    rearm_.clear();
+    RearmEnded();
 
     // Level-triggering: the fds reported last time that are still ready.
     if (RecheckLevelTriggered(out) > 0) timeout = absl::ZeroDuration();
 
-    int ret;
-    if (timeout <= absl::ZeroDuration()) {
-      ret = io_uring_submit_and_get_events(&ring_);
-    } else if (timeout == absl::InfiniteDuration()) {
-      ret = io_uring_submit_and_wait(&ring_, 1);
-    } else {
-      struct timespec ts;
-      di::TimeoutTimespec(timeout, &ts);
-      struct __kernel_timespec kts = {};
-      kts.tv_sec = ts.tv_sec;
-      kts.tv_nsec = ts.tv_nsec;
-      struct io_uring_cqe* cqe;
-      ret = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &kts, nullptr);
-    }
-    if (ret == -EINTR) {  // CQEs stay in the ring for next time
-      RememberLevelTriggered(*out);
-      return absl::OkStatus();
-    }
-    // ETIME: timed out. EBUSY/EAGAIN: the kernel could not take more SQEs
-    // right now (CQ overflow backlog); they are retried at the next Wait.
-    if (ret < 0 && ret != -ETIME && ret != -EBUSY && ret != -EAGAIN) {
-      return di::ErrnoError(-ret, kName, "io_uring_enter");
-    }
+    const auto start = std::chrono::steady_clock::now();
+    absl::Duration left = timeout;
+    for (;;) {
+      const int ret = SubmitAndWait(left);
+      if (ret == -EINTR) {  // CQEs stay in the ring for next time
+        RememberLevelTriggered(*out);
+        return absl::OkStatus();
+      }
+      // ETIME: timed out. EBUSY/EAGAIN: the kernel could not take more SQEs
+      // right now (CQ overflow backlog); they are retried at the next Wait.
+      if (ret < 0 && ret != -ETIME && ret != -EBUSY && ret != -EAGAIN) {
+        return di::ErrnoError(-ret, kName, "io_uring_enter");
+      }
 
-    // Reap; an overflowed CQ ring is flushed by io_uring_get_events. Bounded:
-    // each pass empties the ring.
-    for (int pass = 0; pass < 8; ++pass) {
-      Reap(out);
-      if (!io_uring_cq_has_overflow(&ring_)) break;
-      io_uring_get_events(&ring_);
+      // Reap; an overflowed CQ ring is flushed by io_uring_get_events.
+      // Bounded: each pass empties the ring.
+      for (int pass = 0; pass < 8; ++pass) {
+        Reap(out);
+        if (!io_uring_cq_has_overflow(&ring_)) break;
+        io_uring_get_events(&ring_);
+      }
+      VerifyLevelTriggered(out);
+
+      if (!out->empty() || ret < 0 || left <= absl::ZeroDuration()) break;
+      // Woken only by completions with nothing to report: our own cancels,
+      // stale registrations, bits outside the interest (io_uring adds RDHUP
+      // to every poll), readiness gone before we looked. The caller asked
+      // to wait: wait out the rest instead of returning empty-handed.
+      if (left != absl::InfiniteDuration()) {
+        left = timeout -
+               absl::FromChrono(std::chrono::steady_clock::now() - start);
+        if (left <= absl::ZeroDuration()) break;
+      }
+      RearmEnded();
     }
 
     RememberLevelTriggered(*out);
@@ -377,6 +374,86 @@ class IoUringBackend final : public Backend {
     out->push_back(ReadyEvent{fd, events});
   }
 
+  // Multishot polls that ended on their own (CQ overflow, regular files).
+  void RearmEnded() {
+    for (int fd : rearm_) {
+      Slot* slot = Find(fd);
+      if (slot != nullptr && !slot->armed &&
+          di::ReadWriteBits(slot->interest) != 0) {
+        Arm(fd, *slot);
+      }
+    }
+    rearm_.clear();
+  }
+
+  // Submits what is queued and waits up to `timeout` for one completion
+  // (none for a zero timeout). Returns io_uring_enter's result.
+  int SubmitAndWait(absl::Duration timeout) {
+    if (timeout <= absl::ZeroDuration()) {
+      return io_uring_submit_and_get_events(&ring_);
+    }
+    if (timeout == absl::InfiniteDuration()) {
+      return io_uring_submit_and_wait(&ring_, 1);
+    }
+    struct timespec ts;
+    di::TimeoutTimespec(timeout, &ts);
+    struct __kernel_timespec kts = {};
+    kts.tv_sec = ts.tv_sec;
+    kts.tv_nsec = ts.tv_nsec;
+    struct io_uring_cqe* cqe;
+    return io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &kts, nullptr);
+  }
+
+  // Regular files, directories and block devices: the kernel cannot poll
+  // them and reports them always ready, ending a multishot poll at once.
+  static bool AlwaysReady(int fd) {
+    struct stat st;
+    if (fstat(fd, &st) != 0) return false;
+    return S_ISREG(st.st_mode) || S_ISDIR(st.st_mode) || S_ISBLK(st.st_mode);
+  }
+
+  // Emits what poll(2) says of `pollfds` now; the number of fds emitted, or
+  // -1 if poll failed (EINTR).
+  int PollAndEmit(std::vector<struct pollfd>* pollfds,
+                  std::vector<ReadyEvent>* out) {
+    const int n = poll(pollfds->data(), pollfds->size(), 0);
+    if (n <= 0) return n;
+    int reported = 0;
+    for (const struct pollfd& p : *pollfds) {
+      if (p.revents == 0) continue;
+      Slot& slot = slots_[p.fd];
+      const uint32_t events = di::Normalize(
+          di::EventsFromPollMask(static_cast<uint16_t>(p.revents)),
+          slot.interest);
+      if (events != 0) {
+        Emit(p.fd, slot, events, out);
+        ++reported;
+      }
+    }
+    return reported;
+  }
+
+  // A completion tells what the fd was when the kernel woke the poll; a
+  // level-triggered fd may have been drained since (the handler read on
+  // until EAGAIN, past data that had already posted this completion).
+  // Report only what is still true, as epoll, poll and select do.
+  void VerifyLevelTriggered(std::vector<ReadyEvent>* out) {
+    if (verify_.empty()) return;
+    if (PollAndEmit(&verify_, out) < 0) {
+      // poll failed (EINTR): report what the completions said rather than
+      // lose a readiness no later completion would repeat.
+      for (size_t i = 0; i < verify_.size(); ++i) {
+        Slot& slot = slots_[verify_[i].fd];
+        Emit(verify_[i].fd, slot,
+             di::Normalize(di::EventsFromPollMask(verify_seen_[i]),
+                           slot.interest),
+             out);
+      }
+    }
+    verify_.clear();
+    verify_seen_.clear();
+  }
+
   // The level-triggered fds just reported, for the next Wait's re-check.
   void RememberLevelTriggered(const std::vector<ReadyEvent>& out) {
     recheck_fds_.clear();
@@ -400,21 +477,8 @@ class IoUringBackend final : public Backend {
     }
     recheck_fds_.clear();
     if (pollfds_.empty()) return 0;
-    int n = poll(pollfds_.data(), pollfds_.size(), 0);
-    if (n <= 0) return 0;  // EINTR or nothing: the CQEs will tell
-    int reported = 0;
-    for (const struct pollfd& p : pollfds_) {
-      if (p.revents == 0) continue;
-      Slot& slot = slots_[p.fd];
-      const uint32_t events = di::Normalize(
-          di::EventsFromPollMask(static_cast<uint16_t>(p.revents)),
-          slot.interest);
-      if (events != 0) {
-        Emit(p.fd, slot, events, out);
-        ++reported;
-      }
-    }
-    return reported;
+    // EINTR or nothing: the CQEs will tell.
+    return std::max(0, PollAndEmit(&pollfds_, out));
   }
 
   void Reap(std::vector<ReadyEvent>* out) {
@@ -438,9 +502,20 @@ class IoUringBackend final : public Backend {
         const uint32_t mask =
             static_cast<uint32_t>(cqe->res) &
             (di::PollMaskFor(slot->interest) | POLLERR | POLLHUP | POLLNVAL);
-        Emit(fd, *slot,
-             di::Normalize(di::EventsFromPollMask(mask), slot->interest), out);
-        if (ended) rearm_.push_back(fd);
+        const bool edge = (slot->interest & kEdgeTriggered) != 0;
+        if (edge) {
+          Emit(fd, *slot,
+               di::Normalize(di::EventsFromPollMask(mask), slot->interest),
+               out);
+        } else if (mask != 0) {
+          verify_.push_back(pollfd{
+              fd, static_cast<short>(di::PollMaskFor(slot->interest)), 0});
+          verify_seen_.push_back(static_cast<uint16_t>(mask));
+        }
+        // An always-ready file ends its poll at once: re-armed, it would be
+        // reported again at every Wait. Edge-triggered, it is reported once
+        // more only after Modify (which re-arms), as epoll's emulation does.
+        if (ended && !(edge && AlwaysReady(fd))) rearm_.push_back(fd);
       } else if (cqe->res == -EBADF) {
         // Closed without Remove (a caller error, see backend.h): say so once
         // and stop polling it.
@@ -459,6 +534,10 @@ class IoUringBackend final : public Backend {
   std::vector<int> rearm_;        // multishot ended, re-arm at next Wait
   std::vector<int> recheck_fds_;  // level-triggered fds reported last Wait
   std::vector<struct pollfd> pollfds_;  // scratch for the re-check
+  // Level-triggered completions of this Wait, to confirm with poll(2), and
+  // the mask each completion carried.
+  std::vector<struct pollfd> verify_;
+  std::vector<uint16_t> verify_seen_;
 };
 
 }  // namespace

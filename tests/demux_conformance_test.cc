@@ -27,6 +27,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -268,6 +269,26 @@ class DemuxConformanceTest : public testing::TestWithParam<Config> {
     return 0;
   }
 
+  // The longest of up to six Waits of `timeout` that report nothing, each
+  // after a fresh `before()`: a Wait may legitimately end early on EINTR
+  // (see FiniteTimeoutIsNeverCutShort); one that returns early for another
+  // reason does so every time. The thread first sits out, in plain poll(2)
+  // calls, the interruptions that tearing down an earlier test's io_uring
+  // ring can still send it (seen: three early returns in a row on epoll).
+  absl::Duration LongestEmptyWait(absl::Duration timeout,
+                                  const std::function<void()>& before) {
+    for (int i = 0; i < 5; ++i) poll(nullptr, 0, 10);
+    absl::Duration longest;
+    for (int attempt = 0; attempt < 6 && longest < timeout; ++attempt) {
+      before();
+      const auto start = std::chrono::steady_clock::now();
+      EXPECT_TRUE(WaitOnce(timeout).empty());
+      longest = std::max(
+          longest, absl::FromChrono(std::chrono::steady_clock::now() - start));
+    }
+    return longest;
+  }
+
   // The bits expected along with readiness on error/hang-up.
   uint32_t IfReported(uint32_t bits) const {
     return caps_.reports_error_and_hangup ? bits : 0;
@@ -488,6 +509,26 @@ TEST_P(DemuxConformanceTest, WriteOnlyWatcherIsNotWokenByHalfClose) {
   EXPECT_EVENTS(WaitForFd(s.a.get()), kWritable);
 }
 
+// Nor does the half-close end its Wait early with nothing to report (io_uring
+// adds RDHUP to every poll; the completion woke the wait and was then
+// masked out).
+TEST_P(DemuxConformanceTest, HalfCloseDoesNotEndAWriteOnlyWait) {
+  std::vector<std::unique_ptr<SocketPair>> pairs;
+  const absl::Duration took = LongestEmptyWait(absl::Milliseconds(100), [&] {
+    pairs.push_back(std::make_unique<SocketPair>());
+    SocketPair& s = *pairs.back();
+    std::string chunk(65536, 'x');
+    for (int i = 0;
+         i < 1000 && write(s.a.get(), chunk.data(), chunk.size()) > 0; ++i) {
+    }
+    ASSERT_TRUE(backend_->Add(s.a.get(), kWritable).ok());
+    EXPECT_TRUE(WaitOnce(absl::Milliseconds(20)).empty());
+    ASSERT_EQ(shutdown(s.b.get(), SHUT_WR), 0);
+  });
+  EXPECT_GE(took, absl::Milliseconds(100));
+  for (auto& s : pairs) ASSERT_TRUE(backend_->Remove(s->a.get()).ok());
+}
+
 TEST_P(DemuxConformanceTest, TcpResetReportsError) {
   TcpPair t = MakeTcpPair();
   ASSERT_GE(t.server.get(), 0);
@@ -548,6 +589,24 @@ TEST_P(DemuxConformanceTest, RegularFileIsAlwaysReady) {
   EXPECT_EVENTS(EventsFor(file.get(), absl::Milliseconds(20)), 0u);
   ASSERT_TRUE(backend_->Remove(file.get()).ok());
   EXPECT_EVENTS(EventsFor(file.get(), absl::Milliseconds(20)), 0u);
+}
+
+// Edge-triggered, an always-ready file is reported once, and once more after
+// each Modify; not at every Wait (which makes a loop spin).
+TEST_P(DemuxConformanceTest, EdgeTriggeredRegularFileIsReportedOncePerModify) {
+  if (!caps_.edge_triggered) GTEST_SKIP() << "no edge-triggered mode";
+  UniqueFd file = TempRegularFile();
+  ASSERT_GE(file.get(), 0);
+  ASSERT_TRUE(backend_->Add(file.get(), kReadable | kEdgeTriggered).ok());
+  EXPECT_EVENTS(EventsFor(file.get()), kReadable);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EVENTS(EventsFor(file.get(), absl::Milliseconds(20)), 0u)
+        << "wait #" << i;
+  }
+  ASSERT_TRUE(backend_->Modify(file.get(), kReadable | kEdgeTriggered).ok());
+  EXPECT_EVENTS(EventsFor(file.get()), kReadable);
+  EXPECT_EVENTS(EventsFor(file.get(), absl::Milliseconds(20)), 0u);
+  ASSERT_TRUE(backend_->Remove(file.get()).ok());
 }
 
 // Added with no interest, a regular file has not been shown to the kernel
@@ -743,6 +802,46 @@ TEST_P(DemuxConformanceTest, FiniteTimeoutIsNeverCutShort) {
     }
     EXPECT_GE(longest, absl::ToChronoNanoseconds(d)) << d;
   }
+}
+
+// A wait woken only by work of the backend's own (the cancellation a Remove
+// or Modify makes, on io_uring) keeps waiting: only EINTR may end it early.
+TEST_P(DemuxConformanceTest, RemoveAndModifyDoNotCutTheNextWaitShort) {
+  Pipe idle;
+  ASSERT_TRUE(backend_->Add(idle.r.get(), kReadable).ok());
+  std::vector<std::unique_ptr<Pipe>> removed;
+  absl::Duration took = LongestEmptyWait(absl::Milliseconds(100), [&] {
+    removed.push_back(std::make_unique<Pipe>());
+    ASSERT_TRUE(backend_->Add(removed.back()->r.get(), kReadable).ok());
+    EXPECT_TRUE(WaitOnce(absl::ZeroDuration()).empty());
+    ASSERT_TRUE(backend_->Remove(removed.back()->r.get()).ok());
+  });
+  EXPECT_GE(took, absl::Milliseconds(100)) << "after Remove";
+  bool writable = false;
+  took = LongestEmptyWait(absl::Milliseconds(100), [&] {
+    // The read end of an empty pipe is neither readable nor writable.
+    writable = !writable;
+    ASSERT_TRUE(
+        backend_->Modify(idle.r.get(), writable ? kWritable : kReadable).ok());
+  });
+  EXPECT_GE(took, absl::Milliseconds(100)) << "after Modify";
+}
+
+// Level-triggered readiness is what holds when Wait looks: data that arrived
+// and was read before the Wait is not reported (a read would then fail with
+// EAGAIN, or block on a blocking fd).
+TEST_P(DemuxConformanceTest, ReadinessGoneBeforeTheWaitIsNotReported) {
+  Pipe p;
+  ASSERT_TRUE(backend_->Add(p.r.get(), kReadable).ok());
+  EXPECT_TRUE(WaitOnce(absl::ZeroDuration()).empty());
+  ASSERT_TRUE(WriteByte(p.w.get()));
+  char byte;
+  ASSERT_EQ(read(p.r.get(), &byte, 1), 1);
+  EXPECT_EVENTS(EventsFor(p.r.get(), absl::Milliseconds(20)), 0u);
+  // Still reported when it holds.
+  ASSERT_TRUE(WriteByte(p.w.get()));
+  EXPECT_EVENTS(EventsFor(p.r.get()), kReadable);
+  EXPECT_EVENTS(EventsFor(p.r.get()), kReadable);
 }
 
 TEST_P(DemuxConformanceTest, InfiniteTimeoutBlocksUntilReady) {
