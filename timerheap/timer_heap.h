@@ -26,8 +26,9 @@
 //    Reschedule() return false, Contains() returns false, Get()/KeyOf()
 //    return nullptr. Never undefined behaviour, even after the slot was
 //    reused by a later Push() (a per-slot 32-bit generation tells them
-//    apart; a stale handle could only be mistaken for a live one after 2^32
-//    reuses of its slot while it was being kept). A default-constructed
+//    apart, each reuse advancing it by 2; a stale handle could only be
+//    mistaken for a live one after 2^31 reuses of its slot while it was
+//    being kept). A default-constructed
 //    Handle is never valid. Handles are only meaningful to the heap that
 //    issued them.
 //  - Costs: Push O(log n); Pop, Reschedule and Cancel O(log n) amortised;
@@ -663,6 +664,16 @@ class TimerHeap {
   void SetNextSequenceForTesting(uint32_t next) {
     if (next < next_seq_) timer_heap_internal::Fatal("sequence moved back");
     next_seq_ = next;
+  }
+
+  // Test hook: the generation a brand-new record starts after (even; aborts
+  // otherwise), as the records trimmed so far would leave it. Lets tests
+  // reach the wrap of 2^31 Push + Pop cycles without them.
+  void SetNewRecordGenerationForTesting(uint32_t even_generation) {
+    if ((even_generation & 1) != 0) {
+      timer_heap_internal::Fatal("a new-record generation must be even");
+    }
+    new_slot_generation_ = even_generation;
   }
 
   // Test hook: the record of `stale`, which must be free (aborts
@@ -1356,10 +1367,17 @@ class TimerHeap {
     size_t end = meta_.size();
     // A slot recreated later at a trimmed index must not reissue a
     // generation that a stale handle to the trimmed slot still carries.
+    // Compared modulo 2^32 (as serial numbers): a record reused 2^31 times
+    // wraps to small generations, which std::max took for old. Then the
+    // high-water mark stayed at 0xFFFFFFFE for good, every record recreated
+    // at a trimmed index got 0xFFFFFFFF again, and a stale handle to one
+    // passed for the next after a single reuse (a lone timer re-armed after
+    // each expiry gets there after 2^31 expiries).
     uint32_t newest = new_slot_generation_;
     while (end > 0 && (meta[end - 1].generation & 1) == 0 &&
            meta[end - 1].pos == kNoSlot) {
-      newest = std::max(newest, meta[end - 1].generation);
+      const uint32_t g = meta[end - 1].generation;
+      if (static_cast<int32_t>(g - newest) > 0) newest = g;
       --end;
     }
     new_slot_generation_ = newest;

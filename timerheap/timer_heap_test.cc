@@ -1331,5 +1331,30 @@ TEST(TimerHeapPushTest, InlineAndSlowPathsAgreeWithAModel) {
   PushThroughEveryPath<double>();    // bare too, 8 bytes
 }
 
+// One timer re-armed after each expiry trims and recreates record 0 every
+// time, each cycle advancing the generation new records start from by 2;
+// after 2^31 cycles it wraps. Compared as plain numbers the wrapped value
+// looked old, the start stayed at 0xFFFFFFFE for good, every new record got
+// 0xFFFFFFFF, and a stale handle passed for the next timer after a single
+// reuse: Cancel(stale) cancelled someone else's timer.
+TEST(TimerHeapTest, GenerationsStayDistinctAcrossTheWrap) {
+  TimerHeap<int64_t, uint32_t> heap;
+  heap.SetNewRecordGenerationForTesting(0xFFFFFFFEu);
+  std::vector<TimerHeap<int64_t, uint32_t>::Handle> fired;
+  for (uint32_t i = 0; i < 4; ++i) {
+    const auto h = heap.Push(10 + i, i);  // record 0, across the wrap
+    for (const auto& old : fired) {
+      EXPECT_NE(old, h) << "cycle " << i;
+      EXPECT_FALSE(heap.Contains(old)) << "cycle " << i;
+      EXPECT_FALSE(heap.Cancel(old)) << "cycle " << i;
+    }
+    EXPECT_TRUE(heap.Contains(h));
+    ASSERT_EQ(heap.Pop().second, i);
+    fired.push_back(h);
+    std::string why;
+    ASSERT_TRUE(heap.VerifyInvariants(&why)) << why;
+  }
+}
+
 }  // namespace
 }  // namespace eventide
