@@ -656,11 +656,16 @@ TEST_P(LoopTest, APendingStopConcernsRunNotRunOnce) {
   Timer soon = loop->AddTimer(absl::Milliseconds(50), [&] { ++fired; });
   loop->Stop();
   const absl::Time start = absl::Now();
-  for (int i = 0; i < 3 && fired == 0; ++i) {
+  // A blocking pass may still end early on EINTR (tearing down an earlier
+  // test's io_uring ring interrupts this thread's next waits), so count the
+  // passes instead of expecting one: a pass that polls makes thousands.
+  int passes = 0;
+  while (fired == 0 && absl::Now() - start < absl::Seconds(2)) {
     ASSERT_TRUE(loop->RunOnce(true).ok());
+    ++passes;
   }
   EXPECT_EQ(fired, 1);
-  EXPECT_GE(absl::Now() - start, absl::Milliseconds(40));
+  EXPECT_LE(passes, 10) << "RunOnce(true) polled instead of blocking";
   Timer late = loop->AddTimer(absl::Seconds(5), [&] { ++fired; });
   ASSERT_TRUE(loop->Run().ok());
   EXPECT_EQ(fired, 1) << "Run() did not return after one iteration";
