@@ -413,7 +413,8 @@ class IoUringBackend final : public Backend {
   }
 
   // Emits what poll(2) says of `pollfds` now; the number of fds emitted, or
-  // -1 if poll failed (EINTR).
+  // -1 if poll failed (with a zero timeout never EINTR: only ENOMEM-like
+  // failures).
   int PollAndEmit(std::vector<struct pollfd>* pollfds,
                   std::vector<ReadyEvent>* out) {
     const int n = poll(pollfds->data(), pollfds->size(), 0);
@@ -440,18 +441,15 @@ class IoUringBackend final : public Backend {
   void VerifyLevelTriggered(std::vector<ReadyEvent>* out) {
     if (verify_.empty()) return;
     if (PollAndEmit(&verify_, out) < 0) {
-      // poll failed (EINTR): report what the completions said rather than
-      // lose a readiness no later completion would repeat.
-      for (size_t i = 0; i < verify_.size(); ++i) {
-        Slot& slot = slots_[verify_[i].fd];
-        Emit(verify_[i].fd, slot,
-             di::Normalize(di::EventsFromPollMask(verify_seen_[i]),
-                           slot.interest),
-             out);
+      // Cannot look: report each fd for its interest rather than lose a
+      // readiness no later completion would repeat (a spurious report
+      // costs the handler an EAGAIN).
+      for (const struct pollfd& p : verify_) {
+        Slot& slot = slots_[p.fd];
+        Emit(p.fd, slot, di::ReadWriteBits(slot.interest), out);
       }
     }
     verify_.clear();
-    verify_seen_.clear();
   }
 
   // The level-triggered fds just reported, for the next Wait's re-check.
@@ -499,18 +497,16 @@ class IoUringBackend final : public Backend {
       if (cqe->res >= 0) {
         // io_uring adds EPOLLRDHUP to every poll (IO_POLL_UNMASK, since
         // 5.x): keep it only when asked for, as poll(2) and epoll do.
-        const uint32_t mask =
-            static_cast<uint32_t>(cqe->res) &
-            (di::PollMaskFor(slot->interest) | POLLERR | POLLHUP | POLLNVAL);
+        const uint32_t wanted = di::PollMaskFor(slot->interest);
+        const uint32_t mask = static_cast<uint32_t>(cqe->res) &
+                              (wanted | POLLERR | POLLHUP | POLLNVAL);
         const bool edge = (slot->interest & kEdgeTriggered) != 0;
         if (edge) {
           Emit(fd, *slot,
                di::Normalize(di::EventsFromPollMask(mask), slot->interest),
                out);
         } else if (mask != 0) {
-          verify_.push_back(pollfd{
-              fd, static_cast<short>(di::PollMaskFor(slot->interest)), 0});
-          verify_seen_.push_back(static_cast<uint16_t>(mask));
+          verify_.push_back(pollfd{fd, static_cast<short>(wanted), 0});
         }
         // An always-ready file ends its poll at once: re-armed, it would be
         // reported again at every Wait. Edge-triggered, it is reported once
@@ -534,10 +530,8 @@ class IoUringBackend final : public Backend {
   std::vector<int> rearm_;        // multishot ended, re-arm at next Wait
   std::vector<int> recheck_fds_;  // level-triggered fds reported last Wait
   std::vector<struct pollfd> pollfds_;  // scratch for the re-check
-  // Level-triggered completions of this Wait, to confirm with poll(2), and
-  // the mask each completion carried.
+  // Level-triggered completions of this Wait, to confirm with poll(2).
   std::vector<struct pollfd> verify_;
-  std::vector<uint16_t> verify_seen_;
 };
 
 }  // namespace
